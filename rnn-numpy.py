@@ -1,0 +1,142 @@
+"""Char-level vanilla RNN in NumPy: forward pass and backpropagation through time by hand.
+
+    python rnn-numpy.py                       # train on data/alice29.txt
+    python rnn-numpy.py my.txt --hidden 256 --layers 2 --save rnn.npz
+    python rnn-numpy.py --load rnn.npz --sample 500 --temperature 0.8 --prime "Alice "
+    python rnn-numpy.py --gradcheck
+
+The cell (Elman; min-char-rnn's, with a batch axis and stacked layers):
+    h = tanh(x Wx + h_prev Wh + b)
+Layer 0 reads the character: x Wx is row x of Wx0 (a gather, not a one-hot product).
+Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy + by.
+Shapes follow the legend in common.py.
+"""
+import numpy as np
+
+import common
+
+KIND = "rnn"
+
+
+# ----------------------------------------------------------------------------------
+# The cell: one time step forward and backward
+
+
+def rnn_step_forward(zx, h_prev, Wh):
+    """zx (B, H): the input's share x Wx + b;  h_prev (B, H), Wh (H, H) -> h (B, H)
+
+    The cache of this step is h itself (tanh' = 1 - h^2), kept by the caller."""
+    return np.tanh(zx + h_prev @ Wh)
+
+
+def rnn_step_backward(dh, h, Wh):
+    """dh (B, H): adjoint of h from above and from step t+1;  h (B, H) the step's output
+    -> dz (B, H) adjoint of the pre-activation, dh_prev (B, H)"""
+    dz = dh * (1 - h * h)  # backprop through tanh
+    return dz, dz @ Wh.T
+
+
+# ----------------------------------------------------------------------------------
+# One layer over a window: loops over the step functions
+
+
+def rnn_layer_forward(zx, h0, Wh):
+    """zx (S, B, H), h0 (B, H) -> hs (S+1, B, H) with hs[0] = h0 (hs is the cache)"""
+    hs = np.empty((zx.shape[0] + 1,) + h0.shape, zx.dtype)
+    hs[0] = h0
+    for t in range(zx.shape[0]):
+        hs[t + 1] = rnn_step_forward(zx[t], hs[t], Wh)
+    return hs
+
+
+def rnn_layer_backward(dhs, hs, Wh):
+    """dhs (S, B, H): adjoints of the layer's outputs -> dzs (S, B, H)
+    The window's backward starts with a zero adjoint from beyond its last step."""
+    dzs = np.empty_like(dhs)
+    dh_next = np.zeros_like(dhs[0])
+    for t in reversed(range(dhs.shape[0])):
+        dzs[t], dh_next = rnn_step_backward(dhs[t] + dh_next, hs[t + 1], Wh)
+    return dzs
+
+
+# ----------------------------------------------------------------------------------
+# The model: stacked layers and the output layer
+
+
+def add_arguments(parser):
+    pass
+
+
+def config(args):
+    return {"hidden": args.hidden, "layers": args.layers}
+
+
+def init_params(cfg, V, rng, dtype):
+    """Uniform(-1/sqrt(H), 1/sqrt(H)) weights, zero biases."""
+    H, L = cfg["hidden"], cfg["layers"]
+    k = 1 / np.sqrt(H)
+    p = {}
+    for l in range(L):
+        p[f"Wx{l}"] = rng.uniform(-k, k, (V if l == 0 else H, H))
+        p[f"Wh{l}"] = rng.uniform(-k, k, (H, H))
+        p[f"b{l}"] = np.zeros(H)
+    p["Wy"] = rng.uniform(-k, k, (H, V))
+    p["by"] = np.zeros(V)
+    return {name: v.astype(dtype) for name, v in p.items()}
+
+
+def init_state(cfg, params, B):
+    return {f"h{l}": np.zeros((B, cfg["hidden"]), params["Wy"].dtype) for l in range(cfg["layers"])}
+
+
+def forward(params, inputs, state):
+    """inputs (S, B) int -> logits (S, B, V), last state, cache"""
+    x, new_state, layers = None, {}, []
+    for l in range(len(state)):
+        # the input's share for every step at once: a gather for layer 0
+        zx = params["Wx0"][inputs] if l == 0 else x @ params[f"Wx{l}"]  # (S, B, H)
+        zx += params[f"b{l}"]
+        hs = rnn_layer_forward(zx, state[f"h{l}"], params[f"Wh{l}"])
+        new_state[f"h{l}"] = hs[-1].copy()
+        layers.append((x, hs))
+        x = hs[1:]  # (S, B, H) input of the next layer
+    logits = x @ params["Wy"] + params["by"]  # (S, B, V)
+    return logits, new_state, (inputs, params, layers)
+
+
+def backward(dlogits, cache):
+    """dlogits (S, B, V) -> grads with the keys of params"""
+    inputs, params, layers = cache
+    V = dlogits.shape[-1]
+    x_top = layers[-1][1][1:]  # (S, B, H)
+    H = x_top.shape[-1]
+    grads = {"Wy": x_top.reshape(-1, H).T @ dlogits.reshape(-1, V), "by": dlogits.sum((0, 1))}
+    dx = dlogits @ params["Wy"].T  # (S, B, H)
+    for l in reversed(range(len(layers))):
+        x, hs = layers[l]
+        dzs = rnn_layer_backward(dx, hs, params[f"Wh{l}"])  # (S, B, H)
+        flat = dzs.reshape(-1, H)
+        # weight gradients summed over all steps in single matrix products
+        grads[f"Wh{l}"] = hs[:-1].reshape(-1, H).T @ flat
+        grads[f"b{l}"] = flat.sum(0)
+        if l == 0:
+            grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
+        else:
+            grads[f"Wx{l}"] = x.reshape(-1, H).T @ flat
+            dx = dzs @ params[f"Wx{l}"].T  # into the layer below
+    return grads
+
+
+def step(params, x, state):
+    """One character per row through the same cell: x (B,) int -> logits (B, V), state"""
+    new_state, h = {}, None
+    for l in range(len(state)):
+        zx = (params["Wx0"][x] if l == 0 else h @ params[f"Wx{l}"]) + params[f"b{l}"]
+        h = new_state[f"h{l}"] = rnn_step_forward(zx, state[f"h{l}"], params[f"Wh{l}"])
+    return h @ params["Wy"] + params["by"], new_state
+
+
+if __name__ == "__main__":
+    import sys
+
+    common.main(sys.modules[__name__], "Train a char-level vanilla RNN on a text file, or sample from one.")
