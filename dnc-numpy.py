@@ -1,0 +1,525 @@
+"""Char-level Differentiable Neural Computer in NumPy, forward and BPTT by hand.
+
+    python dnc-numpy.py                        # train on data/alice29.txt
+    python dnc-numpy.py my.txt --memory 16 --width 16 --reads 4 --save dnc.npz
+    python dnc-numpy.py --load dnc.npz --sample 500 --prime "Alice "
+    python dnc-numpy.py --gradcheck            # every parameter; dnc-debug.py checks each op
+
+Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
+memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py),
+R read heads and one write head: content addressing with strengths, dynamic allocation
+from usage and free gates, erase and write, the temporal link matrix and precedence,
+forward / backward / content read modes. Equation names and section numbers (§) refer
+to ../shared/docs/dnc-spec.md, which writes out every forward and backward formula used
+here. Shapes follow the legend in common.py; every op below is vectorised over the batch
+B and the heads R, with no Python loop over rows, heads or slots.
+
+Per time step t (§4):
+    controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
+    memory       read and write M with the parts of xi_t            -> r_t (B, R, W)
+    output       logits_t = h_t W_y + r_t W_ry + b_y
+The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window.
+"""
+import numpy as np
+
+import common
+
+lstm = common.load_script("lstm-numpy.py")  # the controller cell, shared, not a copy
+
+KIND = "dnc"
+EPS = 1e-6  # inside the cosine's square roots (§7.1) and in the usage clamp (§3)
+
+
+# ----------------------------------------------------------------------------------
+# Interface vector (§2): xi (B, RW + 3W + 5R + 3) -> the named parts, squashed
+
+
+def interface_size(R, W):
+    return R * W + 3 * W + 5 * R + 3
+
+
+def oneplus(x):
+    """1 + softplus(x), written so that exp never overflows (§7.3)."""
+    return 1 + np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def interface_forward(xi, R, W):
+    """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache"""
+    B = xi.shape[0]
+    sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
+    raw = np.split(xi, np.cumsum(sizes)[:-1], axis=1)
+    kr, br, kw, bw, e, v, f, ga, gw, pi = raw
+    parts = {
+        "read_keys": kr.reshape(B, R, W),  # k^{r,i}
+        "read_strengths": oneplus(br),  # beta^{r,i} >= 1          (B, R)
+        "write_key": kw.reshape(B, 1, W),  # k^w
+        "write_strength": oneplus(bw),  # beta^w >= 1              (B, 1)
+        "erase": common.sigmoid(e),  # e in (0, 1)^W               (B, W)
+        "write_vector": v,  # v                                    (B, W)
+        "free_gates": common.sigmoid(f),  # f^i                    (B, R)
+        "alloc_gate": common.sigmoid(ga),  # g^a                   (B, 1)
+        "write_gate": common.sigmoid(gw),  # g^w                   (B, 1)
+        "read_modes": common.softmax(pi.reshape(B, R, 3)),  # pi^i = (backward, content, forward)
+    }
+    return parts, (raw, parts)
+
+
+def interface_backward(d, cache):
+    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)"""
+    raw, parts = cache
+    kr, br, kw, bw, e, v, f, ga, gw, pi = raw
+
+    def grad(name, like):
+        return d[name] if name in d else np.zeros_like(like)
+
+    def through_sigmoid(name, s):
+        return grad(name, s) * s * (1 - s)
+
+    modes = parts["read_modes"]
+    dmodes = grad("read_modes", modes)
+    dpi = modes * (dmodes - (dmodes * modes).sum(-1, keepdims=True))  # softmax VJP over the 3 modes
+    pieces = [grad("read_keys", parts["read_keys"]).reshape(kr.shape),
+              grad("read_strengths", br) * common.sigmoid(br),  # oneplus' = sigmoid
+              grad("write_key", parts["write_key"]).reshape(kw.shape),
+              grad("write_strength", bw) * common.sigmoid(bw),
+              through_sigmoid("erase", parts["erase"]),
+              grad("write_vector", v),
+              through_sigmoid("free_gates", parts["free_gates"]),
+              through_sigmoid("alloc_gate", parts["alloc_gate"]),
+              through_sigmoid("write_gate", parts["write_gate"]),
+              dpi.reshape(pi.shape)]
+    return np.concatenate(pieces, axis=1)
+
+
+# ----------------------------------------------------------------------------------
+# Memory operations, each a forward / backward pair (§3, §4, §5)
+
+
+def content_forward(M, k, beta):
+    """Content weighting C(M, k, beta): cosine similarity sharpened by the strength.
+
+    M (B, N, W), k (B, K, W) one key per head, beta (B, K) -> C (B, K, N), cache
+    a_n = sqrt(|M_n|^2 + eps), b = sqrt(|k|^2 + eps), D = M_n.k / (a_n b), C = softmax(beta D)
+    """
+    a = np.sqrt((M * M).sum(-1) + EPS)  # (B, N)
+    b = np.sqrt((k * k).sum(-1) + EPS)  # (B, K)
+    D = (k @ M.transpose(0, 2, 1)) / (b[:, :, None] * a[:, None, :])  # (B, K, N) cosine
+    C = common.softmax(beta[:, :, None] * D)  # over the N slots
+    return C, (M, k, beta, a, b, D, C)
+
+
+def content_backward(dC, cache):
+    """dC (B, K, N) -> dM (B, N, W), dk (B, K, W), dbeta (B, K)"""
+    M, k, beta, a, b, D, C = cache
+    dz = C * (dC - (dC * C).sum(-1, keepdims=True))  # softmax VJP
+    dbeta = (dz * D).sum(-1)
+    dD = beta[:, :, None] * dz  # (B, K, N)
+    s = dD / (b[:, :, None] * a[:, None, :])
+    dDD = dD * D
+    # dD_n/dM_n = k / (a_n b) - D_n M_n / a_n^2 ;  dD_n/dk = M_n / (a_n b) - D_n k / b^2
+    dM = s.transpose(0, 2, 1) @ k - (dDD.sum(1) / (a * a))[:, :, None] * M
+    dk = s @ M - (dDD.sum(-1) / (b * b))[:, :, None] * k
+    return dM, dk, dbeta
+
+
+def retention_forward(free, wr_prev):
+    """Retention psi = prod_i (1 - f^i w^{r,i}_{t-1}).  free (B, R), wr_prev (B, R, N) -> psi (B, N)"""
+    q = 1 - free[:, :, None] * wr_prev  # (B, R, N)
+    return q.prod(1), (free, wr_prev, q)
+
+
+def retention_backward(dpsi, cache):
+    """dpsi (B, N) -> dfree (B, R), dwr_prev (B, R, N); leave-one-out products by
+    prefix and suffix products over the heads, never psi / q_i (§7.6)."""
+    free, wr_prev, q = cache
+    before = np.ones_like(q)
+    before[:, 1:] = np.cumprod(q[:, :-1], axis=1)  # prod_{j<i} q_j
+    after = np.ones_like(q)
+    after[:, :-1] = np.cumprod(q[:, :0:-1], axis=1)[:, ::-1]  # prod_{j>i} q_j
+    dq = dpsi[:, None, :] * before * after  # (B, R, N)
+    return -(dq * wr_prev).sum(-1), -free[:, :, None] * dq
+
+
+def usage_forward(u_prev, ww_prev, psi):
+    """Usage u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t, all (B, N)."""
+    u_tilde = u_prev + ww_prev - u_prev * ww_prev
+    return u_tilde * psi, (u_prev, ww_prev, psi, u_tilde)
+
+
+def usage_backward(du, cache, stop_write_grad=False):
+    """du (B, N) -> du_prev, dww_prev, dpsi (B, N). stop_write_grad reproduces
+    deepmind/dnc's tf.stop_gradient on w^w_{t-1} (§8): dww_prev is then zero."""
+    u_prev, ww_prev, psi, u_tilde = cache
+    dup = du * psi
+    dww_prev = np.zeros_like(du) if stop_write_grad else dup * (1 - u_prev)
+    return dup * (1 - ww_prev), dww_prev, du * u_tilde
+
+
+def allocation_forward(u):
+    """Allocation weighting a_t (§3): slots sorted by usage, least used first (the free
+    list phi); a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i].  u (B, N) -> a (B, N)
+
+    Usage is first clamped to eps + (1 - eps) u, and the sort is stable, so ties (all
+    zero usage at the start) break by slot index. The order phi is a constant of the
+    backward, as in the paper."""
+    uc = EPS + (1 - EPS) * u
+    phi = np.argsort(uc, axis=-1, kind="stable")  # (B, N) the free list
+    us = np.take_along_axis(uc, phi, axis=-1)  # sorted usages
+    P = np.ones_like(us)
+    P[:, 1:] = np.cumprod(us[:, :-1], axis=-1)  # exclusive cumulative product
+    a = np.empty_like(u)
+    np.put_along_axis(a, phi, (1 - us) * P, axis=-1)
+    return a, (phi, us, P)
+
+
+def allocation_backward(da, cache):
+    """da (B, N) -> du (B, N), division-free (§5, §7.5).
+
+    In sorted order the spec's recursion T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
+    unrolls to T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i; with Q[k, j] =
+    prod_{k<i<j} u_i (j > k) built by one cumulative product, T = Q g in one product.
+    Then du_k = P_k (T_k - da_k)."""
+    phi, us, P = cache
+    N = us.shape[-1]
+    das = np.take_along_axis(da, phi, axis=-1)  # (B, N) sorted adjoints
+    upper = np.triu(np.ones((N, N), bool), 1)  # i > k
+    X = np.where(upper, us[:, None, :], 1.0).astype(us.dtype)  # X[k, i] = u_i if i > k else 1
+    Q = np.ones_like(X)
+    Q[:, :, 1:] = np.cumprod(X, axis=-1)[:, :, :-1]  # Q[k, j] = prod_{k<i<j} u_i for j > k
+    T = ((Q * upper) @ (das * (1 - us))[:, :, None])[:, :, 0]  # (B, N)
+    du = np.empty_like(da)
+    np.put_along_axis(du, phi, P * (T - das) * (1 - EPS), axis=-1)
+    return du
+
+
+def write_weighting_forward(alloc, cw, ga, gw):
+    """Write weighting w^w = g^w (g^a a + (1 - g^a) c^w).
+    alloc, cw (B, N), ga, gw (B, 1) -> ww (B, N)"""
+    mix = ga * alloc + (1 - ga) * cw
+    return gw * mix, (alloc, cw, ga, gw, mix)
+
+
+def write_weighting_backward(dww, cache):
+    """dww (B, N) -> dalloc, dcw (B, N), dga, dgw (B, 1)"""
+    alloc, cw, ga, gw, mix = cache
+    dmix = gw * dww
+    dgw = (dww * mix).sum(-1, keepdims=True)
+    dga = (dmix * (alloc - cw)).sum(-1, keepdims=True)
+    return ga * dmix, (1 - ga) * dmix, dga, dgw
+
+
+def write_forward(M_prev, ww, e, v):
+    """Erase and write: M_t = M_{t-1} (1 - w^w e^T) + w^w v^T.
+    M_prev (B, N, W), ww (B, N), e, v (B, W) -> M (B, N, W)"""
+    keep = 1 - ww[:, :, None] * e[:, None, :]  # (B, N, W)
+    return M_prev * keep + ww[:, :, None] * v[:, None, :], (M_prev, ww, e, v, keep)
+
+
+def write_backward(dM, cache):
+    """dM (B, N, W) -> dM_prev (B, N, W), dww (B, N), de, dv (B, W)"""
+    M_prev, ww, e, v, keep = cache
+    dMM = dM * M_prev
+    dww = (dM * v[:, None, :]).sum(-1) - (dMM * e[:, None, :]).sum(-1)
+    de = -(ww[:, None, :] @ dMM)[:, 0]
+    dv = (ww[:, None, :] @ dM)[:, 0]
+    return dM * keep, dww, de, dv
+
+
+def link_forward(L_prev, ww, p_prev):
+    """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
+    diagonal. L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N). Uses p_{t-1}."""
+    N = ww.shape[-1]
+    off = 1 - np.eye(N, dtype=ww.dtype)  # (N, N) the diagonal is overwritten with 0
+    scale = 1 - ww[:, :, None] - ww[:, None, :]  # (B, N, N)
+    L = (scale * L_prev + ww[:, :, None] * p_prev[:, None, :]) * off
+    return L, (L_prev, ww, p_prev, scale, off)
+
+
+def link_backward(dL, cache):
+    """dL (B, N, N) -> dL_prev (B, N, N), dww, dp_prev (B, N). The incoming adjoint is
+    masked first: no gradient flows through the overwritten diagonal (§7.8)."""
+    L_prev, ww, p_prev, scale, off = cache
+    G = dL * off
+    GL = G * L_prev
+    dww = -GL.sum(2) - GL.sum(1) + (G @ p_prev[:, :, None])[:, :, 0]
+    dp_prev = (ww[:, None, :] @ G)[:, 0]
+    return G * scale, dww, dp_prev
+
+
+def precedence_forward(p_prev, ww):
+    """Precedence p_t = (1 - sum_n w^w_t[n]) p_{t-1} + w^w_t, all (B, N)."""
+    keep = 1 - ww.sum(-1, keepdims=True)  # (B, 1)
+    return keep * p_prev + ww, (p_prev, keep)
+
+
+def precedence_backward(dp, cache):
+    """dp (B, N) -> dp_prev, dww (B, N)"""
+    p_prev, keep = cache
+    return keep * dp, dp - (dp * p_prev).sum(-1, keepdims=True)
+
+
+def directional_forward(L, wr_prev):
+    """Forward and backward weightings f^i = L w^{r,i}_{t-1}, b^i = L^T w^{r,i}_{t-1}.
+    L (B, N, N), wr_prev (B, R, N) -> fwd, bwd (B, R, N)"""
+    return wr_prev @ L.transpose(0, 2, 1), wr_prev @ L, (L, wr_prev)
+
+
+def directional_backward(dfwd, dbwd, cache):
+    """dfwd, dbwd (B, R, N) -> dL (B, N, N), dwr_prev (B, R, N)"""
+    L, wr_prev = cache
+    dL = dfwd.transpose(0, 2, 1) @ wr_prev + wr_prev.transpose(0, 2, 1) @ dbwd
+    return dL, dfwd @ L + dbwd @ L.transpose(0, 2, 1)
+
+
+def read_weighting_forward(modes, bwd, cr, fwd):
+    """Read weighting w^{r,i} = pi^i[0] b^i + pi^i[1] c^{r,i} + pi^i[2] f^i.
+    modes (B, R, 3), bwd, cr, fwd (B, R, N) -> wr (B, R, N)"""
+    wr = modes[:, :, 0:1] * bwd + modes[:, :, 1:2] * cr + modes[:, :, 2:3] * fwd
+    return wr, (modes, bwd, cr, fwd)
+
+
+def read_weighting_backward(dwr, cache):
+    """dwr (B, R, N) -> dmodes (B, R, 3), dbwd, dcr, dfwd (B, R, N)"""
+    modes, bwd, cr, fwd = cache
+    dmodes = np.stack([(dwr * bwd).sum(-1), (dwr * cr).sum(-1), (dwr * fwd).sum(-1)], axis=-1)
+    return dmodes, modes[:, :, 0:1] * dwr, modes[:, :, 1:2] * dwr, modes[:, :, 2:3] * dwr
+
+
+def read_forward(M, wr):
+    """Read vectors r^i = M_t^T w^{r,i}.  M (B, N, W), wr (B, R, N) -> r (B, R, W)"""
+    return wr @ M, (M, wr)
+
+
+def read_backward(dr, cache):
+    """dr (B, R, W) -> dM (B, N, W), dwr (B, R, N)"""
+    M, wr = cache
+    return wr.transpose(0, 2, 1) @ dr, dr @ M.transpose(0, 2, 1)
+
+
+# ----------------------------------------------------------------------------------
+# One memory step: the ops in the order of §4, and their backward in the order of §6
+
+MEMORY_STATE = ("M", "u", "ww", "p", "L", "wr")
+
+
+def memory_step_forward(parts, mem):
+    """parts: the squashed interface (interface_forward); mem: dict of the previous
+    M (B, N, W), u, ww, p (B, N), L (B, N, N), wr (B, R, N)
+    -> new mem dict, read vectors r (B, R, W), cache"""
+    psi, c_ret = retention_forward(parts["free_gates"], mem["wr"])  # 2. retention
+    u, c_use = usage_forward(mem["u"], mem["ww"], psi)  # 3. usage
+    alloc, c_alloc = allocation_forward(u)  # 4. allocation
+    cw, c_wlook = content_forward(mem["M"], parts["write_key"], parts["write_strength"])  # 5. old memory
+    ww, c_ww = write_weighting_forward(alloc, cw[:, 0], parts["alloc_gate"], parts["write_gate"])  # 6.
+    M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])  # 7. erase, write
+    L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. links, with p_{t-1}
+    p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
+    fwd, bwd, c_dir = directional_forward(L, mem["wr"])  # 10. forward, backward weightings
+    cr, c_rlook = content_forward(M, parts["read_keys"], parts["read_strengths"])  # 11. new memory
+    wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
+    r, c_read = read_forward(M, wr)  # 13. read vectors
+    new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
+    cache = (c_ret, c_use, c_alloc, c_wlook, c_ww, c_write, c_link, c_prec, c_dir, c_rlook, c_rw, c_read)
+    return new, r, cache
+
+
+def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
+    """dr (B, R, W): adjoint of this step's reads; dmem: adjoints of this step's new
+    memory state sent back by step t+1 (the inbox of §6).
+    -> dparts (adjoints of the squashed interface), dmem_prev for step t-1"""
+    (c_ret, c_use, c_alloc, c_wlook, c_ww, c_write, c_link, c_prec, c_dir, c_rlook, c_rw, c_read) = cache
+    d = {}
+    dM_read, dwr = read_backward(dr, c_read)  # 2. read vectors
+    dwr = dwr + dmem["wr"]
+    d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, c_rw)  # 3.
+    dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, c_rlook)  # 4. on M_t
+    dM = dmem["M"] + dM_read + dM_look  # M_t's adjoint is complete
+    dL, dwr_prev = directional_backward(dfwd, dbwd, c_dir)  # 5.
+    dL += dmem["L"]
+    dp_prev, dww = precedence_backward(dmem["p"], c_prec)  # 6.
+    dL_prev, dww_link, dp_link = link_backward(dL, c_link)  # 7.
+    dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, c_write)  # 8.
+    dww = dww + dww_link + dww_write + dmem["ww"]  # w^w_t's adjoint is complete
+    dalloc, dcw, d["alloc_gate"], d["write_gate"] = write_weighting_backward(dww, c_ww)  # 9.
+    dM_wlook, d["write_key"], d["write_strength"] = content_backward(dcw[:, None, :], c_wlook)  # 10.
+    du = dmem["u"] + allocation_backward(dalloc, c_alloc)  # 11. u_t's adjoint is complete
+    du_prev, dww_prev, dpsi = usage_backward(du, c_use, stop_usage_grad)  # 12.
+    d["free_gates"], dwr_ret = retention_backward(dpsi, c_ret)  # 13.
+    dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prev + dp_link,
+                 "L": dL_prev, "wr": dwr_prev + dwr_ret}
+    return d, dmem_prev
+
+
+# ----------------------------------------------------------------------------------
+# The model: controller + memory + output
+
+
+def add_arguments(parser):
+    parser.add_argument("--memory", type=common.positive_int, default=16, help="N, memory slots")
+    parser.add_argument("--width", type=common.positive_int, default=16, help="W, memory word width")
+    parser.add_argument("--reads", type=common.positive_int, default=4, help="R, read heads")
+    parser.add_argument("--stop-usage-grad", action="store_true",
+                        help="stop the gradient of w^w_{t-1} inside usage, as deepmind/dnc does")
+
+
+def config(args):
+    return {"hidden": args.hidden, "layers": args.layers, "memory": args.memory, "width": args.width,
+            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad)}
+
+
+def init_params(cfg, V, rng, dtype):
+    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gates' (1).
+    Layer l of the controller reads the character (Wx, a gather), the previous reads (Wr),
+    its own h_{t-1} (Wh) and, for l > 0, h_t of the layer below (Wd)."""
+    H, L, W, R = cfg["hidden"], cfg["layers"], cfg["width"], cfg["reads"]
+    G = 4 * H
+
+    def uniform(fan_in, shape):
+        k = 1 / np.sqrt(fan_in)
+        return rng.uniform(-k, k, shape)
+
+    p = {}
+    for l in range(L):
+        p[f"Wx{l}"] = uniform(H, (V, G))
+        p[f"Wr{l}"] = uniform(H, (R * W, G))
+        p[f"Wh{l}"] = uniform(H, (H, G))
+        if l > 0:
+            p[f"Wd{l}"] = uniform(H, (H, G))
+        p[f"b{l}"] = np.zeros(G)
+        p[f"b{l}"][H:2 * H] = 1.0
+    p["Wxi"] = uniform(L * H, (L * H, interface_size(R, W)))
+    p["bxi"] = np.zeros(interface_size(R, W))
+    p["Wy"] = uniform(L * H, (L * H, V))
+    p["Wry"] = uniform(R * W, (R * W, V))
+    p["by"] = np.zeros(V)
+    return {k: v.astype(dtype) for k, v in p.items()}
+
+
+def init_state(cfg, params, B):
+    """All zeros (§0), batch on axis 0."""
+    H, N, W, R = cfg["hidden"], cfg["memory"], cfg["width"], cfg["reads"]
+    dt = params["Wy"].dtype
+    s = {"M": np.zeros((B, N, W), dt), "u": np.zeros((B, N), dt), "ww": np.zeros((B, N), dt),
+         "p": np.zeros((B, N), dt), "L": np.zeros((B, N, N), dt), "wr": np.zeros((B, R, N), dt),
+         "r": np.zeros((B, R, W), dt)}
+    for l in range(cfg["layers"]):
+        s[f"h{l}"] = np.zeros((B, H), dt)
+        s[f"c{l}"] = np.zeros((B, H), dt)
+    return s
+
+
+def dnc_step_forward(params, x, state, cfg):
+    """One character per row through controller and memory.
+
+    x (B,) int, state: dict (init_state) -> hcat (B, LH) controller output, r (B, R, W)
+    current reads, new state, cache. The output layer is left to the caller, so that a
+    window's logits come from one matrix product."""
+    B, Lyr = x.shape[0], cfg["layers"]
+    r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
+    new, hs, ctrl, below = {}, [], [], None
+    for l in range(Lyr):
+        zx = params[f"Wx{l}"][x] + r_prev @ params[f"Wr{l}"] + params[f"b{l}"]  # (B, G)
+        if l > 0:
+            zx += below @ params[f"Wd{l}"]
+        h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
+        new[f"h{l}"], new[f"c{l}"] = h, c
+        hs.append(h)
+        ctrl.append(cache)
+        below = h
+    hcat = hs[0] if Lyr == 1 else np.concatenate(hs, axis=1)  # (B, LH)
+    xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
+    parts, c_if = interface_forward(xi, cfg["reads"], cfg["width"])
+    mem, r, c_mem = memory_step_forward(parts, {k: state[k] for k in MEMORY_STATE})
+    new.update(mem)
+    new["r"] = r
+    return hcat, r, new, (x, state, hs, ctrl, c_if, c_mem)
+
+
+def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
+    """Backward of dnc_step_forward.
+
+    dhcat (B, LH), dr (B, R, W): adjoints from the output layer at this step;
+    dstate: adjoints of this step's new state from step t+1 (zeros after a window's end)
+    -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)"""
+    x, state, hs, ctrl, c_if, c_mem = cache
+    Lyr, H = cfg["layers"], cfg["hidden"]
+    dparts, dmem_prev = memory_step_backward(dr + dstate["r"], dstate, c_mem, cfg["stop_usage_grad"])
+    dxi = interface_backward(dparts, c_if)
+    dhcat = dhcat + dxi @ params["Wxi"].T
+    dprev, dzs, dh_from_above = dict(dmem_prev), [None] * Lyr, 0
+    dr_prev = 0
+    for l in reversed(range(Lyr)):
+        dh = dhcat[:, l * H:(l + 1) * H] + dstate[f"h{l}"] + dh_from_above
+        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], ctrl[l], params[f"Wh{l}"])
+        dzs[l] = dz
+        dr_prev = dr_prev + dz @ params[f"Wr{l}"].T
+        if l > 0:
+            dh_from_above = dz @ params[f"Wd{l}"].T
+    dprev["r"] = dr_prev.reshape(dr.shape)
+    return dprev, dxi, dzs
+
+
+def forward(params, inputs, state):
+    """inputs (S, B) int -> logits (S, B, V), last state, cache"""
+    cfg = model_cfg(params, state)
+    steps, hcats, rs = [], [], []
+    for t in range(inputs.shape[0]):
+        hcat, r, state, cache = dnc_step_forward(params, inputs[t], state, cfg)
+        hcats.append(hcat)
+        rs.append(r.reshape(r.shape[0], -1))
+        steps.append(cache)
+    Hc, Rs = np.stack(hcats), np.stack(rs)  # (S, B, LH), (S, B, RW)
+    logits = Hc @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V) the paper's v_t + W_r r_t
+    return logits, state, (inputs, params, cfg, steps, Hc, Rs)
+
+
+def backward(dlogits, cache):
+    """dlogits (S, B, V) -> grads with the keys of params"""
+    inputs, params, cfg, steps, Hc, Rs = cache
+    S, B, V = dlogits.shape
+    flat = dlogits.reshape(-1, V)
+    grads = {"Wy": Hc.reshape(S * B, -1).T @ flat, "Wry": Rs.reshape(S * B, -1).T @ flat, "by": flat.sum(0)}
+    dHc = dlogits @ params["Wy"].T  # (S, B, LH) from the output layer, all steps at once
+    dRs = (dlogits @ params["Wry"].T).reshape(S, B, cfg["reads"], cfg["width"])
+    dstate = {k: np.zeros_like(v) for k, v in steps[-1][1].items()}  # empty inbox after the window
+    dxis, dzs = [None] * S, [None] * S
+    for t in reversed(range(S)):
+        dstate, dxis[t], dzs[t] = dnc_step_backward(dHc[t], dRs[t], dstate, steps[t], params, cfg)
+    # weight gradients summed over the window in single matrix products
+    dxi = np.stack(dxis).reshape(S * B, -1)
+    grads["Wxi"] = Hc.reshape(S * B, -1).T @ dxi
+    grads["bxi"] = dxi.sum(0)
+    H = cfg["hidden"]
+    R_prev = np.stack([c[1]["r"].reshape(B, -1) for c in steps]).reshape(S * B, -1)  # (S*B, RW)
+    for l in range(cfg["layers"]):
+        dz = np.stack([d[l] for d in dzs])  # (S, B, G)
+        dzf = dz.reshape(S * B, -1)
+        h_prev = np.stack([c[1][f"h{l}"] for c in steps]).reshape(S * B, H)
+        grads[f"Wh{l}"] = h_prev.T @ dzf
+        grads[f"Wr{l}"] = R_prev.T @ dzf
+        grads[f"b{l}"] = dzf.sum(0)
+        grads[f"Wx{l}"] = common.gather_backward(inputs, dz, params[f"Wx{l}"].shape[0])
+        if l > 0:
+            grads[f"Wd{l}"] = Hc[:, :, (l - 1) * H:l * H].reshape(S * B, H).T @ dzf
+    return grads
+
+
+def step(params, x, state):
+    """One character per row through the same step function: x (B,) -> logits (B, V), state"""
+    hcat, r, state, _ = dnc_step_forward(params, x, state, model_cfg(params, state))
+    return hcat @ params["Wy"] + r.reshape(r.shape[0], -1) @ params["Wry"] + params["by"], state
+
+
+def model_cfg(params, state):
+    """The sizes, read off the arrays (so forward works for any params / state pair)."""
+    B, R, N = state["wr"].shape
+    return {"hidden": params["Wh0"].shape[0], "layers": sum(k.startswith("Wh") for k in params),
+            "memory": N, "width": state["M"].shape[2], "reads": R,
+            "stop_usage_grad": bool(globals().get("cfg", {}).get("stop_usage_grad", False))}
+
+
+if __name__ == "__main__":
+    import sys
+
+    common.main(sys.modules[__name__], "Train a char-level DNC (Graves et al. 2016) on a text file, or sample from one.",
+                {"time": 300.0})
