@@ -293,16 +293,16 @@ def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out
         k = min(checks, p.size)
         idx = rng.choice(p.size, size=k, replace=False)
         num, ana = np.empty(k), np.empty(k)
-        flat = p.reshape(-1)  # a view: perturbs params[name] in place
         for j, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + h
+            at = np.unravel_index(i, p.shape)  # perturbs params[name] in place, views too
+            old = p[at]
+            p[at] = old + h
             lp = loss_fn(params)
-            flat[i] = old - h
+            p[at] = old - h
             lm = loss_fn(params)
-            flat[i] = old
+            p[at] = old
             num[j] = (lp - lm) / (2 * h)
-            ana[j] = g.reshape(-1)[i]
+            ana[j] = g[at]
         if floor == 0.0:
             err = np.full(k, np.inf)
         else:

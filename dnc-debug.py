@@ -1,0 +1,256 @@
+"""What to run to trust the DNC: every memory operation and the whole model against
+central differences, in float64 at small sizes, plus invariants, the direction of the
+temporal links and a NaN hunt. Exits 1 on any failure.
+
+    python dnc-debug.py
+    python dnc-debug.py --hidden 8 --memory 8 --width 6 --reads 3 --seq 6 --checks 20
+
+1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
+2. the whole model (controller, memory, output, loss) over --seq steps, every parameter;
+3. invariants on a run: weightings sum to at most 1, links in [0, 1] with a zero diagonal;
+4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
+5. an all-zero memory row and very large strengths: no NaN or inf anywhere.
+The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
+the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
+"""
+import argparse
+import sys
+
+import numpy as np
+
+import common
+
+dnc = common.load_script("dnc-numpy.py")
+TOL = 1e-6
+
+
+# ----------------------------------------------------------------------------------
+# 1. Each memory operation alone
+
+
+def random_weighting(rng, shape, total=0.9):
+    """Non-negative rows summing to `total` < 1, like a real weighting."""
+    w = rng.random(shape) + 0.05
+    return total * w / w.sum(-1, keepdims=True)
+
+
+def memory_ops(B, N, W, R, rng):
+    """(name, inputs, forward(inputs) -> (outputs tuple, cache), backward(douts, cache) -> dict)"""
+    M = rng.standard_normal((B, N, W))
+    M[:, 0] = 0  # an all-zero row exercises the eps inside the cosine's square roots
+    unit = lambda *shape: rng.uniform(0.05, 0.95, shape)  # noqa: E731  values in (0, 1)
+    u = rng.permutation(np.linspace(0.05, 0.95, N))[None].repeat(B, 0) + 0.01 * rng.random((B, N))  # distinct
+    mem = {"M": M, "u": u, "ww": random_weighting(rng, (B, N)), "p": random_weighting(rng, (B, N), 0.7),
+           "L": unit(B, N, N) * (1 - np.eye(N)) / N, "wr": random_weighting(rng, (B, R, N))}
+    parts, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W))), R, W)
+
+    def names(*keys):
+        return lambda douts, grads: dict(zip(keys, grads))
+
+    def step_fwd(I):
+        p = {k: I[k] for k in parts}
+        new, r, cache = dnc.memory_step_forward(p, {k: I["prev_" + k] for k in dnc.MEMORY_STATE})
+        return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
+
+    def step_bwd(douts, cache):
+        dmem = dict(zip(dnc.MEMORY_STATE, douts[:-1]))
+        dparts, dprev = dnc.memory_step_backward(douts[-1], dmem, cache)
+        return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
+
+    ops = [
+        ("content weighting", {"M": M, "k": rng.standard_normal((B, R, W)), "beta": 1 + 3 * rng.random((B, R))},
+         lambda I: dnc.content_forward(I["M"], I["k"], I["beta"]),
+         lambda d, c: names("M", "k", "beta")(d, dnc.content_backward(d[0], c))),
+        ("retention", {"free": unit(B, R), "wr_prev": mem["wr"]},
+         lambda I: dnc.retention_forward(I["free"], I["wr_prev"]),
+         lambda d, c: names("free", "wr_prev")(d, dnc.retention_backward(d[0], c))),
+        ("usage", {"u_prev": u, "ww_prev": mem["ww"], "psi": unit(B, N)},
+         lambda I: dnc.usage_forward(I["u_prev"], I["ww_prev"], I["psi"]),
+         lambda d, c: names("u_prev", "ww_prev", "psi")(d, dnc.usage_backward(d[0], c))),
+        ("allocation", {"u": u},
+         lambda I: dnc.allocation_forward(I["u"]),
+         lambda d, c: {"u": dnc.allocation_backward(d[0], c)}),
+        ("write weighting", {"alloc": random_weighting(rng, (B, N)), "cw": random_weighting(rng, (B, N), 1.0),
+                             "ga": unit(B, 1), "gw": unit(B, 1)},
+         lambda I: dnc.write_weighting_forward(I["alloc"], I["cw"], I["ga"], I["gw"]),
+         lambda d, c: names("alloc", "cw", "ga", "gw")(d, dnc.write_weighting_backward(d[0], c))),
+        ("erase and write", {"M_prev": M, "ww": mem["ww"], "e": unit(B, W), "v": rng.standard_normal((B, W))},
+         lambda I: dnc.write_forward(I["M_prev"], I["ww"], I["e"], I["v"]),
+         lambda d, c: names("M_prev", "ww", "e", "v")(d, dnc.write_backward(d[0], c))),
+        ("link matrix", {"L_prev": mem["L"], "ww": mem["ww"], "p_prev": mem["p"]},
+         lambda I: dnc.link_forward(I["L_prev"], I["ww"], I["p_prev"]),
+         lambda d, c: names("L_prev", "ww", "p_prev")(d, dnc.link_backward(d[0], c))),
+        ("precedence", {"p_prev": mem["p"], "ww": mem["ww"]},
+         lambda I: dnc.precedence_forward(I["p_prev"], I["ww"]),
+         lambda d, c: names("p_prev", "ww")(d, dnc.precedence_backward(d[0], c))),
+        ("forward/backward weightings", {"L": mem["L"], "wr_prev": mem["wr"]},
+         lambda I: (lambda f, b, c: ((f, b), c))(*dnc.directional_forward(I["L"], I["wr_prev"])),
+         lambda d, c: names("L", "wr_prev")(d, dnc.directional_backward(d[0], d[1], c))),
+        ("read weighting", {"modes": common.softmax(rng.standard_normal((B, R, 3))), "bwd": random_weighting(rng, (B, R, N)),
+                            "cr": random_weighting(rng, (B, R, N), 1.0), "fwd": random_weighting(rng, (B, R, N))},
+         lambda I: dnc.read_weighting_forward(I["modes"], I["bwd"], I["cr"], I["fwd"]),
+         lambda d, c: names("modes", "bwd", "cr", "fwd")(d, dnc.read_weighting_backward(d[0], c))),
+        ("read vectors", {"M": M, "wr": mem["wr"]},
+         lambda I: dnc.read_forward(I["M"], I["wr"]),
+         lambda d, c: names("M", "wr")(d, dnc.read_backward(d[0], c))),
+        ("interface vector", {"xi": rng.standard_normal((B, dnc.interface_size(R, W)))},
+         lambda I: (lambda parts, c: (tuple(parts.values()), c))(*dnc.interface_forward(I["xi"], R, W)),
+         lambda d, c: {"xi": dnc.interface_backward(dict(zip(parts, d)), c)}),
+        ("one whole memory step", {**parts, **{"prev_" + k: v for k, v in mem.items()}}, step_fwd, step_bwd),
+    ]
+    return ops
+
+
+def as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def check_op(name, inputs, fwd, bwd, checks, rng, h):
+    """Central differences of loss = sum_k sum(out_k * G_k) against the op's backward.
+    -> worst relative error over its inputs, number of inputs"""
+    outs, cache = fwd(inputs)
+    outs = as_tuple(outs)
+    G = [rng.standard_normal(o.shape) for o in outs]
+    grads = bwd(tuple(G), cache)
+
+    def loss(I):
+        return float(sum((o * g).sum() for o, g in zip(as_tuple(fwd(I)[0]), G)))
+
+    print(f"-- {name} --")
+    return common.gradcheck(loss, inputs, grads, checks, rng, h=h, tol=TOL), len(inputs)
+
+
+# ----------------------------------------------------------------------------------
+# 3. Invariants, 4. direction, 5. no NaN
+
+
+def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
+    """T steps of the model with random parameters on random characters, zero initial
+    state. -> list of (new state, memory cache) per step"""
+    params = dnc.init_params(cfg, V, rng, np.float64)
+    for v in params.values():
+        v += 0.3 * rng.standard_normal(v.shape)
+    R, W = cfg["reads"], cfg["width"]
+    params["bxi"][R * W:R * W + R] += strength_shift  # raw read strengths
+    params["bxi"][R * W + R + W] += strength_shift  # raw write strength
+    state = dnc.init_state(cfg, params, B)
+    out = []
+    for x in rng.integers(0, V, (T, B)):
+        _, _, state, cache = dnc.dnc_step_forward(params, x, state, cfg)
+        out.append((state, cache[-1]))
+    return params, out
+
+
+def check_invariants(cfg, rng):
+    _, run = run_steps(cfg, 7, 30, 4, rng)
+    tol = 1e-12
+    worst = {"read weighting sum - 1": -1.0, "write weighting sum - write gate": -1.0,
+             "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
+             "link diagonal": 0.0, "usage outside [0, 1]": 0.0}
+    for state, cache in run:
+        alloc, cw, ga, gw, mix = cache[4]
+        L, u = state["L"], state["u"]
+        worst["read weighting sum - 1"] = max(worst["read weighting sum - 1"], (state["wr"].sum(-1) - 1).max())
+        worst["write weighting sum - write gate"] = max(worst["write weighting sum - write gate"],
+                                                        (state["ww"].sum(-1) - gw[:, 0]).max())
+        worst["allocation sum - 1"] = max(worst["allocation sum - 1"], (alloc.sum(-1) - 1).max())
+        worst["precedence sum - 1"] = max(worst["precedence sum - 1"], (state["p"].sum(-1) - 1).max())
+        worst["link outside [0, 1]"] = max(worst["link outside [0, 1]"], -L.min(), L.max() - 1)
+        worst["link diagonal"] = max(worst["link diagonal"], np.abs(np.diagonal(L, axis1=1, axis2=2)).max())
+        worst["usage outside [0, 1]"] = max(worst["usage outside [0, 1]"], -u.min(), u.max() - 1)
+    ok = True
+    for name, value in worst.items():
+        good = value <= tol
+        ok &= good
+        print(f"{name:34s} worst {value: .3e}  {'ok' if good else 'VIOLATED'}")
+    return ok
+
+
+def check_direction(N=5):
+    """Write slots 0, 1, 2 in turn with one-hot write weightings."""
+    L, p = np.zeros((1, N, N)), np.zeros((1, N))
+    for slot in (0, 1, 2):
+        ww = np.eye(N)[[slot]]
+        L, _ = dnc.link_forward(L, ww, p)
+        p, _ = dnc.precedence_forward(p, ww)
+    fwd, _, _ = dnc.directional_forward(L, np.eye(N)[[0]][:, None, :])
+    _, bwd, _ = dnc.directional_forward(L, np.eye(N)[[1]][:, None, :])
+    ok = np.allclose(fwd[0, 0], np.eye(N)[1]) and np.allclose(bwd[0, 0], np.eye(N)[0])
+    print(f"forward from slot 0 -> {np.round(fwd[0, 0], 6)}  (want slot 1)")
+    print(f"backward from slot 1 -> {np.round(bwd[0, 0], 6)}  (want slot 0)")
+    print("direction " + ("ok" if ok else "WRONG"))
+    return ok
+
+
+def check_no_nan(cfg, rng):
+    B, N, W = 3, cfg["memory"], cfg["width"]
+    M = rng.standard_normal((B, N, W))
+    M[:, :2] = 0  # all-zero rows
+    k = np.zeros((B, 2, W))
+    k[:, 1] = rng.standard_normal((B, W))  # a zero key and a normal one
+    C, cache = dnc.content_forward(M, k, np.full((B, 2), 1e4))
+    grads = dnc.content_backward(rng.standard_normal(C.shape), cache)
+    finite = [np.isfinite(C).all()] + [np.isfinite(g).all() for g in grads]
+    # a whole model with huge strengths, starting from an all-zero memory, through the loss
+    params, run = run_steps(cfg, 7, 8, B, rng, strength_shift=1e4)
+    finite += [np.isfinite(v).all() for state, _ in run for v in state.values()]
+    dnc.cfg = cfg
+    ids = rng.integers(0, 7, (9, B))
+    loss, grads, _ = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, B))
+    finite += [np.isfinite(loss)] + [np.isfinite(g).all() for g in grads.values()]
+    ok = all(finite)
+    print(f"zero memory rows, zero key, strengths 1e4: {len(finite)} arrays checked, "
+          + ("all finite" if ok else "NON-FINITE VALUES"))
+    return ok
+
+
+# ----------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    p = common.Parser(prog="dnc-debug.py", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hidden", type=common.positive_int, default=6, help="H, controller units")
+    p.add_argument("--layers", type=common.positive_int, default=1, help="controller layers")
+    p.add_argument("--memory", type=common.positive_int, default=6, help="N, memory slots")
+    p.add_argument("--width", type=common.positive_int, default=4, help="W, word width")
+    p.add_argument("--reads", type=common.positive_int, default=2, help="R, read heads")
+    p.add_argument("--batch", type=common.positive_int, default=2, help="B")
+    p.add_argument("--seq", type=common.positive_int, default=5, help="S, steps of the whole-model check")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checks", type=common.positive_int, default=10, help="entries checked per tensor")
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    B, N, W, R = args.batch, args.memory, args.width, args.reads
+    cfg = {"hidden": args.hidden, "layers": args.layers, "memory": N, "width": W, "reads": R,
+           "stop_usage_grad": False}
+
+    worst, count, ok = 0.0, 0, True
+    print(f"== 1. memory operations against central differences (B={B}, N={N}, W={W}, R={R}) ==")
+    for name, inputs, fwd, bwd in memory_ops(B, N, W, R, rng):
+        h = 1e-7 if name in ("allocation", "content weighting") else 1e-6  # sharp curvature (§10)
+        e, n = check_op(name, inputs, fwd, bwd, args.checks, rng, h)
+        print(f"   max relative error {e:.3e}")
+        worst, count = max(worst, e), count + n
+
+    print(f"\n== 2. the whole model over {args.seq} steps, every parameter, {cfg} ==")
+    dnc.cfg = cfg
+    e, n = common.check_model_gradients(dnc, cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed, tol=TOL)
+    print(f"   max relative error {e:.3e}")
+    worst, count = max(worst, e), count + n
+
+    print("\n== 3. invariants over 30 steps ==")
+    ok &= check_invariants(cfg, rng)
+    print("\n== 4. direction of the temporal links ==")
+    ok &= check_direction()
+    print("\n== 5. zero memory rows and very large strengths ==")
+    ok &= check_no_nan(cfg, rng)
+
+    passed = common.gradcheck_verdict(worst, count, TOL) and ok
+    if not ok:
+        print("some invariant, direction or finiteness check failed (see above)")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
