@@ -43,52 +43,64 @@ def oneplus(x):
     return 1 + np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
+def interface_layout(R, W):
+    """Where each part sits in xi, in the paper's order: name -> slice."""
+    sizes = [("read_keys", R * W), ("read_strengths", R), ("write_key", W), ("write_strength", 1),
+             ("erase", W), ("write_vector", W), ("free_gates", R), ("alloc_gate", 1), ("write_gate", 1),
+             ("read_modes", 3 * R)]
+    ends = np.cumsum([n for _, n in sizes])
+    return {name: slice(end - n, end) for (name, n), end in zip(sizes, ends)}
+
+
 def interface_forward(xi, R, W):
-    """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache"""
-    B = xi.shape[0]
-    sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
-    raw = np.split(xi, np.cumsum(sizes)[:-1], axis=1)
-    kr, br, kw, bw, e, v, f, ga, gw, pi = raw
+    """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache
+
+    The strengths lie in one block of xi [read strengths | write key | write strength] and
+    the gates in another [erase | write vector | free gates | alloc gate | write gate]: each
+    block goes through its squashing in one call and the parts are sliced out of it."""
+    B, at = xi.shape[0], interface_layout(R, W)
+    lo, hi = at["read_strengths"].start, at["write_strength"].stop
+    strengths = oneplus(xi[:, lo:hi])  # (only the strength entries of this block are used)
+    gates = common.sigmoid(xi[:, at["erase"].start:at["write_gate"].stop])
+
+    def part(block, start, name):
+        return block[:, at[name].start - start:at[name].stop - start]
+
+    g0 = at["erase"].start
     parts = {
-        "read_keys": kr.reshape(B, R, W),  # k^{r,i}
-        "read_strengths": oneplus(br),  # beta^{r,i} >= 1          (B, R)
-        "write_key": kw.reshape(B, 1, W),  # k^w
-        "write_strength": oneplus(bw),  # beta^w >= 1              (B, 1)
-        "erase": common.sigmoid(e),  # e in (0, 1)^W               (B, W)
-        "write_vector": v,  # v                                    (B, W)
-        "free_gates": common.sigmoid(f),  # f^i                    (B, R)
-        "alloc_gate": common.sigmoid(ga),  # g^a                   (B, 1)
-        "write_gate": common.sigmoid(gw),  # g^w                   (B, 1)
-        "read_modes": common.softmax(pi.reshape(B, R, 3)),  # pi^i = (backward, content, forward)
+        "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}
+        "read_strengths": part(strengths, lo, "read_strengths"),  # beta^{r,i} >= 1   (B, R)
+        "write_key": xi[:, at["write_key"]].reshape(B, 1, W),  # k^w
+        "write_strength": part(strengths, lo, "write_strength"),  # beta^w >= 1       (B, 1)
+        "erase": part(gates, g0, "erase"),  # e in (0, 1)^W                           (B, W)
+        "write_vector": xi[:, at["write_vector"]],  # v                                (B, W)
+        "free_gates": part(gates, g0, "free_gates"),  # f^i                           (B, R)
+        "alloc_gate": part(gates, g0, "alloc_gate"),  # g^a                           (B, 1)
+        "write_gate": part(gates, g0, "write_gate"),  # g^w                           (B, 1)
+        "read_modes": common.softmax(xi[:, at["read_modes"]].reshape(B, R, 3)),  # (backward, content, forward)
     }
-    return parts, (raw, parts)
+    return parts, (xi, at, parts)
 
 
 def interface_backward(d, cache):
     """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)"""
-    raw, parts = cache
-    kr, br, kw, bw, e, v, f, ga, gw, pi = raw
-
-    def grad(name, like):
-        return d[name] if name in d else np.zeros_like(like)
-
-    def through_sigmoid(name, s):
-        return grad(name, s) * s * (1 - s)
-
-    modes = parts["read_modes"]
-    dmodes = grad("read_modes", modes)
-    dpi = modes * (dmodes - (dmodes * modes).sum(-1, keepdims=True))  # softmax VJP over the 3 modes
-    pieces = [grad("read_keys", parts["read_keys"]).reshape(kr.shape),
-              grad("read_strengths", br) * common.sigmoid(br),  # oneplus' = sigmoid
-              grad("write_key", parts["write_key"]).reshape(kw.shape),
-              grad("write_strength", bw) * common.sigmoid(bw),
-              through_sigmoid("erase", parts["erase"]),
-              grad("write_vector", v),
-              through_sigmoid("free_gates", parts["free_gates"]),
-              through_sigmoid("alloc_gate", parts["alloc_gate"]),
-              through_sigmoid("write_gate", parts["write_gate"]),
-              dpi.reshape(pi.shape)]
-    return np.concatenate(pieces, axis=1)
+    xi, at, parts = cache
+    B = xi.shape[0]
+    dxi = np.zeros_like(xi)
+    for name in ("read_keys", "write_key", "write_vector"):  # no squashing
+        if name in d:
+            dxi[:, at[name]] = d[name].reshape(B, -1)
+    for name in ("read_strengths", "write_strength"):  # oneplus' = sigmoid
+        if name in d:
+            dxi[:, at[name]] = d[name] * common.sigmoid(xi[:, at[name]])
+    for name in ("erase", "free_gates", "alloc_gate", "write_gate"):  # sigmoid' = s (1 - s)
+        if name in d:
+            s = parts[name]
+            dxi[:, at[name]] = d[name] * s * (1 - s)
+    if "read_modes" in d:  # softmax VJP over the 3 modes of each head
+        m, dm = parts["read_modes"], d["read_modes"]
+        dxi[:, at["read_modes"]] = (m * (dm - np.einsum("brk,brk->br", dm, m)[:, :, None])).reshape(B, -1)
+    return dxi
 
 
 # ----------------------------------------------------------------------------------
@@ -101,8 +113,8 @@ def content_forward(M, k, beta):
     M (B, N, W), k (B, K, W) one key per head, beta (B, K) -> C (B, K, N), cache
     a_n = sqrt(|M_n|^2 + eps), b = sqrt(|k|^2 + eps), D = M_n.k / (a_n b), C = softmax(beta D)
     """
-    a = np.sqrt((M * M).sum(-1) + EPS)  # (B, N)
-    b = np.sqrt((k * k).sum(-1) + EPS)  # (B, K)
+    a = np.sqrt(np.einsum("bnw,bnw->bn", M, M) + EPS)  # (B, N)
+    b = np.sqrt(np.einsum("bkw,bkw->bk", k, k) + EPS)  # (B, K)
     D = (k @ M.transpose(0, 2, 1)) / (b[:, :, None] * a[:, None, :])  # (B, K, N) cosine
     C = common.softmax(beta[:, :, None] * D)  # over the N slots
     return C, (M, k, beta, a, b, D, C)
@@ -111,14 +123,15 @@ def content_forward(M, k, beta):
 def content_backward(dC, cache):
     """dC (B, K, N) -> dM (B, N, W), dk (B, K, W), dbeta (B, K)"""
     M, k, beta, a, b, D, C = cache
-    dz = C * (dC - (dC * C).sum(-1, keepdims=True))  # softmax VJP
-    dbeta = (dz * D).sum(-1)
+    dz = C * (dC - np.einsum("bkn,bkn->bk", dC, C)[:, :, None])  # softmax VJP
+    dzD = dz * D
+    dbeta = np.einsum("bkn->bk", dzD)
     dD = beta[:, :, None] * dz  # (B, K, N)
     s = dD / (b[:, :, None] * a[:, None, :])
-    dDD = dD * D
+    dDD = beta[:, :, None] * dzD  # dD * D
     # dD_n/dM_n = k / (a_n b) - D_n M_n / a_n^2 ;  dD_n/dk = M_n / (a_n b) - D_n k / b^2
-    dM = s.transpose(0, 2, 1) @ k - (dDD.sum(1) / (a * a))[:, :, None] * M
-    dk = s @ M - (dDD.sum(-1) / (b * b))[:, :, None] * k
+    dM = s.transpose(0, 2, 1) @ k - (np.einsum("bkn->bn", dDD) / (a * a))[:, :, None] * M
+    dk = s @ M - (dbeta * beta / (b * b))[:, :, None] * k  # sum_n dD_n D_n = beta dbeta
     return dM, dk, dbeta
 
 
@@ -137,7 +150,7 @@ def retention_backward(dpsi, cache):
     after = np.ones_like(q)
     after[:, :-1] = np.cumprod(q[:, :0:-1], axis=1)[:, ::-1]  # prod_{j>i} q_j
     dq = dpsi[:, None, :] * before * after  # (B, R, N)
-    return -(dq * wr_prev).sum(-1), -free[:, :, None] * dq
+    return -np.einsum("brn,brn->br", dq, wr_prev), -free[:, :, None] * dq
 
 
 def usage_forward(u_prev, ww_prev, psi):
@@ -164,12 +177,13 @@ def allocation_forward(u):
     backward, as in the paper."""
     uc = EPS + (1 - EPS) * u
     phi = np.argsort(uc, axis=-1, kind="stable")  # (B, N) the free list
-    us = np.take_along_axis(uc, phi, axis=-1)  # sorted usages
+    rows = np.arange(u.shape[0])[:, None]
+    us = uc[rows, phi]  # sorted usages
     P = np.ones_like(us)
     P[:, 1:] = np.cumprod(us[:, :-1], axis=-1)  # exclusive cumulative product
     a = np.empty_like(u)
-    np.put_along_axis(a, phi, (1 - us) * P, axis=-1)
-    return a, (phi, us, P)
+    a[rows, phi] = (1 - us) * P
+    return a, (rows, phi, us, P)
 
 
 def allocation_backward(da, cache):
@@ -179,16 +193,17 @@ def allocation_backward(da, cache):
     unrolls to T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i; with Q[k, j] =
     prod_{k<i<j} u_i (j > k) built by one cumulative product, T = Q g in one product.
     Then du_k = P_k (T_k - da_k)."""
-    phi, us, P = cache
+    rows, phi, us, P = cache
     N = us.shape[-1]
-    das = np.take_along_axis(da, phi, axis=-1)  # (B, N) sorted adjoints
-    upper = np.triu(np.ones((N, N), bool), 1)  # i > k
-    X = np.where(upper, us[:, None, :], 1.0).astype(us.dtype)  # X[k, i] = u_i if i > k else 1
-    Q = np.ones_like(X)
-    Q[:, :, 1:] = np.cumprod(X, axis=-1)[:, :, :-1]  # Q[k, j] = prod_{k<i<j} u_i for j > k
-    T = ((Q * upper) @ (das * (1 - us))[:, :, None])[:, :, 0]  # (B, N)
+    das = da[rows, phi]  # (B, N) sorted adjoints
+    upper = np.triu(np.ones((N, N), us.dtype), 1)  # 1 where i > k
+    X = us[:, None, :] * upper + (1 - upper)  # X[k, i] = u_i if i > k else 1
+    Q = np.cumprod(X, axis=-1)  # Q[k, j] = prod_{k<i<=j} u_i
+    Q[:, :, 1:] = Q[:, :, :-1] * upper[:, 1:]  # shift: prod_{k<i<j} u_i for j > k, else 0
+    Q[:, :, 0] = 0
+    T = (Q @ (das * (1 - us))[:, :, None])[:, :, 0]  # (B, N)
     du = np.empty_like(da)
-    np.put_along_axis(du, phi, P * (T - das) * (1 - EPS), axis=-1)
+    du[rows, phi] = P * (T - das) * (1 - EPS)
     return du
 
 
@@ -203,8 +218,8 @@ def write_weighting_backward(dww, cache):
     """dww (B, N) -> dalloc, dcw (B, N), dga, dgw (B, 1)"""
     alloc, cw, ga, gw, mix = cache
     dmix = gw * dww
-    dgw = (dww * mix).sum(-1, keepdims=True)
-    dga = (dmix * (alloc - cw)).sum(-1, keepdims=True)
+    dgw = np.einsum("bn,bn->b", dww, mix)[:, None]
+    dga = np.einsum("bn,bn->b", dmix, alloc - cw)[:, None]
     return ga * dmix, (1 - ga) * dmix, dga, dgw
 
 
@@ -219,9 +234,9 @@ def write_backward(dM, cache):
     """dM (B, N, W) -> dM_prev (B, N, W), dww (B, N), de, dv (B, W)"""
     M_prev, ww, e, v, keep = cache
     dMM = dM * M_prev
-    dww = (dM * v[:, None, :]).sum(-1) - (dMM * e[:, None, :]).sum(-1)
-    de = -(ww[:, None, :] @ dMM)[:, 0]
-    dv = (ww[:, None, :] @ dM)[:, 0]
+    dww = np.einsum("bnw,bw->bn", dM, v) - np.einsum("bnw,bw->bn", dMM, e)
+    de = -np.einsum("bn,bnw->bw", ww, dMM)
+    dv = np.einsum("bn,bnw->bw", ww, dM)
     return dM * keep, dww, de, dv
 
 
@@ -241,8 +256,8 @@ def link_backward(dL, cache):
     L_prev, ww, p_prev, scale, off = cache
     G = dL * off
     GL = G * L_prev
-    dww = -GL.sum(2) - GL.sum(1) + (G @ p_prev[:, :, None])[:, :, 0]
-    dp_prev = (ww[:, None, :] @ G)[:, 0]
+    dww = np.einsum("bij,bj->bi", G, p_prev) - np.einsum("bij->bi", GL) - np.einsum("bij->bj", GL)
+    dp_prev = np.einsum("bi,bij->bj", ww, G)
     return G * scale, dww, dp_prev
 
 
@@ -255,7 +270,7 @@ def precedence_forward(p_prev, ww):
 def precedence_backward(dp, cache):
     """dp (B, N) -> dp_prev, dww (B, N)"""
     p_prev, keep = cache
-    return keep * dp, dp - (dp * p_prev).sum(-1, keepdims=True)
+    return keep * dp, dp - np.einsum("bn,bn->b", dp, p_prev)[:, None]
 
 
 def directional_forward(L, wr_prev):
@@ -281,7 +296,7 @@ def read_weighting_forward(modes, bwd, cr, fwd):
 def read_weighting_backward(dwr, cache):
     """dwr (B, R, N) -> dmodes (B, R, 3), dbwd, dcr, dfwd (B, R, N)"""
     modes, bwd, cr, fwd = cache
-    dmodes = np.stack([(dwr * bwd).sum(-1), (dwr * cr).sum(-1), (dwr * fwd).sum(-1)], axis=-1)
+    dmodes = np.stack([np.einsum("brn,brn->br", dwr, x) for x in (bwd, cr, fwd)], axis=-1)
     return dmodes, modes[:, :, 0:1] * dwr, modes[:, :, 1:2] * dwr, modes[:, :, 2:3] * dwr
 
 
