@@ -189,21 +189,26 @@ def allocation_forward(u):
 def allocation_backward(da, cache):
     """da (B, N) -> du (B, N), division-free (§5, §7.5).
 
-    In sorted order the spec's recursion T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
-    unrolls to T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i; with Q[k, j] =
-    prod_{k<i<j} u_i (j > k) built by one cumulative product, T = Q g in one product.
-    Then du_k = P_k (T_k - da_k)."""
+    In sorted order, the spec's recursion T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
+    (T = 0 past the last slot), then du_k = P_k (T_k - da_k).
+    The recursion is solved for all k at once by recursive doubling, in log2(N) rounds:
+    while T_k = c_k + a_k T_{k+d}, substituting T_{k+d} gives
+    T_k = (c_k + a_k c_{k+d}) + (a_k a_{k+d}) T_{k+2d}; once d >= N, T = c."""
     rows, phi, us, P = cache
     N = us.shape[-1]
     das = da[rows, phi]  # (B, N) sorted adjoints
-    upper = np.triu(np.ones((N, N), us.dtype), 1)  # 1 where i > k
-    X = us[:, None, :] * upper + (1 - upper)  # X[k, i] = u_i if i > k else 1
-    Q = np.cumprod(X, axis=-1)  # Q[k, j] = prod_{k<i<=j} u_i
-    Q[:, :, 1:] = Q[:, :, :-1] * upper[:, 1:]  # shift: prod_{k<i<j} u_i for j > k, else 0
-    Q[:, :, 0] = 0
-    T = (Q @ (das * (1 - us))[:, :, None])[:, :, 0]  # (B, N)
+    c = np.zeros_like(us)
+    c[:, :-1] = (das * (1 - us))[:, 1:]  # c_k = da_{k+1} (1 - u_{k+1})
+    a = np.zeros_like(us)
+    a[:, :-1] = us[:, 1:]  # a_k = u_{k+1}
+    d = 1
+    while d < N:
+        c[:, :-d] += a[:, :-d] * c[:, d:]
+        a[:, :-d] *= a[:, d:]
+        a[:, -d:] = 0  # T is zero past the last slot
+        d *= 2
     du = np.empty_like(da)
-    du[rows, phi] = P * (T - das) * (1 - EPS)
+    du[rows, phi] = P * (c - das) * (1 - EPS)
     return du
 
 
@@ -289,15 +294,15 @@ def directional_backward(dfwd, dbwd, cache):
 def read_weighting_forward(modes, bwd, cr, fwd):
     """Read weighting w^{r,i} = pi^i[0] b^i + pi^i[1] c^{r,i} + pi^i[2] f^i.
     modes (B, R, 3), bwd, cr, fwd (B, R, N) -> wr (B, R, N)"""
-    wr = modes[:, :, 0:1] * bwd + modes[:, :, 1:2] * cr + modes[:, :, 2:3] * fwd
-    return wr, (modes, bwd, cr, fwd)
+    cand = np.stack([bwd, cr, fwd], axis=2)  # (B, R, 3, N) the three candidates
+    return np.einsum("brk,brkn->brn", modes, cand), (modes, cand)
 
 
 def read_weighting_backward(dwr, cache):
     """dwr (B, R, N) -> dmodes (B, R, 3), dbwd, dcr, dfwd (B, R, N)"""
-    modes, bwd, cr, fwd = cache
-    dmodes = np.stack([np.einsum("brn,brn->br", dwr, x) for x in (bwd, cr, fwd)], axis=-1)
-    return dmodes, modes[:, :, 0:1] * dwr, modes[:, :, 1:2] * dwr, modes[:, :, 2:3] * dwr
+    modes, cand = cache
+    dcand = modes[:, :, :, None] * dwr[:, :, None, :]  # (B, R, 3, N)
+    return np.einsum("brn,brkn->brk", dwr, cand), dcand[:, :, 0], dcand[:, :, 1], dcand[:, :, 2]
 
 
 def read_forward(M, wr):
