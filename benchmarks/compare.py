@@ -426,7 +426,7 @@ def versions():
         v["numpy"] += f" ({blas['name']} {blas.get('version', '')})".replace(" )", ")")
     except Exception:
         pass
-    v["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+    v["torch"] = f"{torch.__version__} (torch.get_num_threads() = {torch.get_num_threads()})" if torch else "not installed"
     try:
         v["dnc"] = importlib.metadata.version("dnc") if TorchDNC else "not installed"
     except importlib.metadata.PackageNotFoundError:
