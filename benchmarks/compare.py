@@ -31,14 +31,12 @@ multiplies, float32) and the fraction of it each of our scripts reaches, and wit
 import argparse
 import datetime
 import importlib.metadata
-import math
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
-
 
 
 def threads_from_argv(argv, default="1"):
@@ -426,7 +424,9 @@ def versions():
         v["numpy"] += f" ({blas['name']} {blas.get('version', '')})".replace(" )", ")")
     except Exception:
         pass
-    v["torch"] = f"{torch.__version__} (torch.get_num_threads() = {torch.get_num_threads()})" if torch else "not installed"
+    v["torch"] = "not installed"
+    if torch:
+        v["torch"] = f"{torch.__version__} (torch.get_num_threads() = {torch.get_num_threads()})"
     try:
         v["dnc"] = importlib.metadata.version("dnc") if TorchDNC else "not installed"
     except importlib.metadata.PackageNotFoundError:
