@@ -20,6 +20,8 @@ Per time step t (§4):
     output       logits_t = h_t W_y + r_t W_ry + b_y
 The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window.
 """
+import functools
+
 import numpy as np
 
 import common
@@ -43,6 +45,7 @@ def oneplus(x):
     return 1 + np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
+@functools.lru_cache(maxsize=None)
 def interface_layout(R, W):
     """Where each part sits in xi, in the paper's order: name -> slice."""
     sizes = [("read_keys", R * W), ("read_strengths", R), ("write_key", W), ("write_strength", 1),
@@ -67,6 +70,8 @@ def interface_forward(xi, R, W):
         return block[:, at[name].start - start:at[name].stop - start]
 
     g0 = at["erase"].start
+    # oneplus' = sigmoid(x) = -expm1(1 - oneplus(x)): kept for the backward
+    dstrengths = -np.expm1(1 - strengths)
     parts = {
         "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}
         "read_strengths": part(strengths, lo, "read_strengths"),  # beta^{r,i} >= 1   (B, R)
@@ -79,20 +84,20 @@ def interface_forward(xi, R, W):
         "write_gate": part(gates, g0, "write_gate"),  # g^w                           (B, 1)
         "read_modes": common.softmax(xi[:, at["read_modes"]].reshape(B, R, 3)),  # (backward, content, forward)
     }
-    return parts, (xi, at, parts)
+    return parts, (xi, at, parts, lo, dstrengths)
 
 
 def interface_backward(d, cache):
     """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)"""
-    xi, at, parts = cache
+    xi, at, parts, lo, dstrengths = cache
     B = xi.shape[0]
     dxi = np.zeros_like(xi)
     for name in ("read_keys", "write_key", "write_vector"):  # no squashing
         if name in d:
             dxi[:, at[name]] = d[name].reshape(B, -1)
-    for name in ("read_strengths", "write_strength"):  # oneplus' = sigmoid
+    for name in ("read_strengths", "write_strength"):  # through oneplus
         if name in d:
-            dxi[:, at[name]] = d[name] * common.sigmoid(xi[:, at[name]])
+            dxi[:, at[name]] = d[name] * dstrengths[:, at[name].start - lo:at[name].stop - lo]
     for name in ("erase", "free_gates", "alloc_gate", "write_gate"):  # sigmoid' = s (1 - s)
         if name in d:
             s = parts[name]
@@ -142,14 +147,14 @@ def retention_forward(free, wr_prev):
 
 
 def retention_backward(dpsi, cache):
-    """dpsi (B, N) -> dfree (B, R), dwr_prev (B, R, N); leave-one-out products by
-    prefix and suffix products over the heads, never psi / q_i (§7.6)."""
+    """dpsi (B, N) -> dfree (B, R), dwr_prev (B, R, N). The leave-one-out products
+    prod_{j != i} q_j are products over the heads with q_i replaced by 1, never
+    psi / q_i, which is 0/0 when a head freed a slot completely (§7.6)."""
     free, wr_prev, q = cache
-    before = np.ones_like(q)
-    before[:, 1:] = np.cumprod(q[:, :-1], axis=1)  # prod_{j<i} q_j
-    after = np.ones_like(q)
-    after[:, :-1] = np.cumprod(q[:, :0:-1], axis=1)[:, ::-1]  # prod_{j>i} q_j
-    dq = dpsi[:, None, :] * before * after  # (B, R, N)
+    R = q.shape[1]
+    others = np.repeat(q[:, None], R, axis=1)  # (B, R, R, N): row i holds every q_j
+    others[:, np.arange(R), np.arange(R)] = 1  # ... but q_i
+    dq = dpsi[:, None, :] * others.prod(2)  # (B, R, N)
     return -np.einsum("brn,brn->br", dq, wr_prev), -free[:, :, None] * dq
 
 
@@ -245,11 +250,15 @@ def write_backward(dM, cache):
     return dM * keep, dww, de, dv
 
 
+@functools.lru_cache(maxsize=None)
+def off_diagonal(N, dtype):
+    return 1 - np.eye(N, dtype=dtype)
+
+
 def link_forward(L_prev, ww, p_prev):
     """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
     diagonal. L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N). Uses p_{t-1}."""
-    N = ww.shape[-1]
-    off = 1 - np.eye(N, dtype=ww.dtype)  # (N, N) the diagonal is overwritten with 0
+    off = off_diagonal(ww.shape[-1], ww.dtype)  # (N, N) the diagonal is overwritten with 0
     scale = 1 - ww[:, :, None] - ww[:, None, :]  # (B, N, N)
     L = (scale * L_prev + ww[:, :, None] * p_prev[:, None, :]) * off
     return L, (L_prev, ww, p_prev, scale, off)
