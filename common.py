@@ -465,7 +465,12 @@ def positive_int(s):
 
 
 def nonneg_int(s):
-    v = positive_int(s) if s.strip() not in ("0", "+0", "-0") else 0
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
     return v
 
 
@@ -513,7 +518,7 @@ def make_parser(model, description, defaults):
     p.add_argument("--lr", type=positive_float, default=0.1, help="Adagrad learning rate")
     p.add_argument("--clip", type=nonneg_float, default=defaults.get("clip", 5.0),
                    help="global gradient-norm clip (0: off)")
-    p.add_argument("--seed", type=int, default=0, help="fixes initialisation, batching and sampling")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="fixes initialisation, batching and sampling")
     p.add_argument("--time", type=nonneg_float, default=defaults.get("time", 120.0),
                    help="stop after this many seconds of training (0: no limit)")
     p.add_argument("--iters", type=nonneg_int, default=0, help="stop after this many iterations (0: no limit)")
@@ -538,10 +543,18 @@ def main(model, description, defaults=None, argv=None):
     """Parse the command line and run: gradient check, sampling or training."""
     args = make_parser(model, description, defaults or {}).parse_args(argv)
     try:
-        code = run(model, args)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a NaN is caught by run
+            code = run(model, args)
     except UserError as e:
         print(f"{model.KIND}-numpy.py: error: {e}", file=sys.stderr)
         code = 2
+    except MemoryError:
+        print(f"{model.KIND}-numpy.py: error: not enough memory for these sizes "
+              f"(lower --hidden, --layers, --batch or --seq)", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:  # Ctrl-C before training started (or while sampling)
+        print(f"{model.KIND}-numpy.py: interrupted", file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 
@@ -597,8 +610,15 @@ def run(model, args):
         batches.cursors[:] = ck["cursors"]
         print(f"resumed {args.load} at iter {it}")
 
+    def check_finite(what, at):
+        """Stop, keeping the last good checkpoint, once the model has diverged."""
+        if not math.isfinite(what) or not all(np.isfinite(v).all() for v in params.values()):
+            kept = f"; the last good checkpoint is kept in {args.save}" if args.save and os.path.exists(args.save) else ""
+            raise UserError(f"loss became non-finite at iter {at} (try a lower --lr or a --clip){kept}")
+
     def save():
         if args.save:
+            check_finite(val if val is not None else 0.0, it)  # never overwrite a good checkpoint with NaN
             save_checkpoint(args.save, model, params, opt, vocab, {"iter": it}, state, batches.cursors, rng)
 
     print(f"{model.KIND}: {len(vocab)} symbols, {len(train_ids)} train / {len(val_ids)} val chars, "
@@ -615,8 +635,7 @@ def run(model, args):
             reset_rows(state, reset)
             loss, grads, new_state = loss_and_grads(model, params, inputs, targets, state)
             if not math.isfinite(loss):
-                kept = f"; the last good checkpoint is kept in {args.save}" if args.save and os.path.exists(args.save) else ""
-                raise UserError(f"loss became non-finite at iter {it + 1} (try a lower --lr or a --clip){kept}")
+                check_finite(loss, it + 1)
             clip_global_norm(grads, args.clip)
             opt.step(params, grads)
             state = new_state
@@ -625,6 +644,7 @@ def run(model, args):
             if it % args.report == 0:
                 val = evaluate(model, params, val_ids, B, S) if len(val_ids) > 1 else None
                 print(progress.line(it, val), flush=True)
+                check_finite(val if val is not None else 0.0, it)
                 if it % (10 * args.report) == 0:
                     print("----\n" + sample(model, params, vocab, 200, 1.0, "", rng) + "\n----", flush=True)
                 save()
