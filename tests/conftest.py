@@ -1,0 +1,67 @@
+"""Shared fixtures: the project root on sys.path, the model scripts loaded as modules,
+small generated texts, and a helper that runs a script as a user would."""
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+SHARED_ALICE = os.path.join(ROOT, "..", "shared", "data", "alice29.txt")
+WORDS = ("alice was beginning to get very tired of sitting by her sister on the bank "
+         "and of having nothing to do once or twice she had peeped into the book").split()
+
+
+def make_text(n_words=400, seed=0):
+    """A small English-looking text, the same for the same arguments."""
+    r = random.Random(seed)
+    lines, line = [], []
+    for _ in range(n_words):
+        line.append(r.choice(WORDS))
+        if len(line) == 9:
+            lines.append(" ".join(line).capitalize() + ".\n")
+            line = []
+    return "".join(lines) + " ".join(line) + "\n"
+
+
+@pytest.fixture(scope="session")
+def rnn():
+    return common.load_script("rnn-numpy.py")
+
+
+@pytest.fixture(scope="session")
+def lstm():
+    return common.load_script("lstm-numpy.py")
+
+
+@pytest.fixture(params=["rnn", "lstm"])
+def model(request):
+    """Each test that takes `model` runs for both models."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(make_text())
+    return path
+
+
+# sizes small enough that a run of a few dozen iterations takes well under a second
+TINY = ["--hidden", "8", "--batch", "4", "--seq", "8", "--report", "5"]
+
+
+def run_script(kind, *args, timeout=120, cwd=None):
+    """Run rnn-numpy.py / lstm-numpy.py in a subprocess. -> CompletedProcess (text)"""
+    cmd = [sys.executable, os.path.join(ROOT, f"{kind}-numpy.py"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def stderr_lines(p):
+    return [line for line in p.stderr.splitlines() if line.strip()]
