@@ -523,8 +523,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="short run: 3 rounds of 1 s, shorter GEMM timings and profile")
-    p.add_argument("--rounds", type=common.positive_int, help="rounds per side (default 5, quick 3)")
-    p.add_argument("--seconds", type=common.positive_float, help="seconds per round (default 4, quick 1)")
+    p.add_argument("--rounds", type=common.positive_int, help="rounds per side (default 8, quick 3)")
+    p.add_argument("--seconds", type=common.positive_float, help="seconds per round (default 2.5, quick 1)")
     p.add_argument("--profile", action="store_true", help="split our iterations into forward, backward, update")
     p.add_argument("--no-peers", action="store_true", help="run our scripts only, even if torch is installed")
     p.add_argument("--threads", default="1", metavar="N|auto",
@@ -536,8 +536,8 @@ def main(argv=None):
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         p.error(f"--threads must be a positive whole number or auto, got {args.threads!r}")
     args.argv = argv
-    args.rounds = args.rounds or (3 if args.quick else 5)
-    args.seconds = args.seconds or (1.0 if args.quick else 4.0)
+    args.rounds = args.rounds or (3 if args.quick else 8)
+    args.seconds = args.seconds or (1.0 if args.quick else 2.5)
     configs = [c for c in CONFIGS if not args.only or c.kind in args.only.split(",")]
 
     def log(msg):
