@@ -1,0 +1,856 @@
+"""dnc-numpy.py: every memory operation's backward against central differences, the whole
+model's gradient (with and without the stop-gradient on w^w_{t-1} inside usage), the
+invariants of §4 of ../shared/docs/dnc-spec.md, the direction of the temporal links, no
+NaN at the epsilon paths, carried state, a memory that is really used, and the command
+line (training, sampling, checkpoints, resume, --gradcheck).
+
+Everything numerical runs in float64 at tiny sizes with fixed seeds. The per-op measure is
+the spec's (§10): max |num - ana| / max |ana| over each input tensor, every entry checked.
+"""
+import io
+import os
+import random
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+dnc = common.load_script("dnc-numpy.py")
+TOL = 1e-6
+B, N, W, R = 2, 5, 4, 3  # per-op sizes; R = 3 so that retention's leave-one-out products matter
+
+
+@pytest.fixture(autouse=True)
+def default_cfg():
+    """model_cfg reads the stop-gradient flag from the module's `cfg` global: every test
+    starts with the full gradient and leaves the module as it found it."""
+    dnc.cfg = {"stop_usage_grad": False}
+    yield
+    dnc.cfg = {"stop_usage_grad": False}
+
+
+# ----------------------------------------------------------------------------------
+# Helpers
+
+
+def as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def vjp_errors(forward, backward, inputs, seed=0, h=1e-6, zero_ok=()):
+    """Check an op's VJP against central differences of loss = sum_k sum(out_k * G_k).
+
+    forward(inputs dict) -> (outputs tuple, cache); backward(G tuple, cache) -> dict with
+    the keys of inputs. Every entry of every input is perturbed in place. -> {name: max
+    |num - ana| / max |ana|}; an all-zero analytic gradient fails unless listed in zero_ok,
+    and then the numerical one must be zero as well (returned as 0)."""
+    rng = np.random.default_rng(seed)
+    outs, cache = forward(inputs)
+    G = tuple(rng.standard_normal(o.shape) for o in as_tuple(outs))
+    ana = {k: np.array(v, dtype=np.float64, copy=True) for k, v in backward(G, cache).items()}
+    assert ana.keys() == inputs.keys()
+
+    def loss():
+        return float(sum((o * g).sum() for o, g in zip(as_tuple(forward(inputs)[0]), G)))
+
+    errors = {}
+    for name, x in inputs.items():
+        assert x.dtype == np.float64
+        num = np.zeros_like(x)
+        for at in np.ndindex(x.shape):
+            old = x[at]
+            x[at] = old + h
+            lp = loss()
+            x[at] = old - h
+            lm = loss()
+            x[at] = old
+            num[at] = (lp - lm) / (2 * h)
+        a = ana[name]
+        assert a.shape == x.shape, name
+        scale = np.abs(a).max()
+        if name in zero_ok:
+            assert scale == 0 and np.abs(num).max() < 1e-9, name
+            errors[name] = 0.0
+        else:
+            assert scale > 0, f"{name}: all-zero analytic gradient"
+            errors[name] = float(np.abs(num - a).max() / scale)
+    return errors
+
+
+def assert_small(errors, tol=TOL):
+    bad = {k: v for k, v in errors.items() if not v < tol}
+    assert not bad, f"VJP does not match central differences: {errors}"
+
+
+def weighting(rng, shape, total=0.9):
+    """Non-negative rows summing to `total`, like a real weighting."""
+    w = rng.random(shape) + 0.05
+    return total * w / w.sum(-1, keepdims=True)
+
+
+def distinct_usage(rng, shape):
+    """Usages in (0, 1), far apart (gaps >= 0.1 / N) so no perturbation reorders the sort."""
+    n = shape[-1]
+    base = np.linspace(0.05, 0.95, n)
+    u = np.stack([rng.permutation(base) for _ in range(int(np.prod(shape[:-1])))]).reshape(shape)
+    return u + 0.01 * rng.random(shape) / n
+
+
+def min_sorted_gap(u):
+    return float(np.diff(np.sort(u, axis=-1), axis=-1).min())
+
+
+def unit(rng, *shape):
+    return rng.uniform(0.05, 0.95, shape)
+
+
+def model_setup(cfg, V=7, Bm=3, S=6, seed=0, noise=0.1):
+    """Random float64 params (moved off the initial values), a warm-up window so the state
+    is carried and non-zero, and the next window's inputs and targets."""
+    rng = np.random.default_rng(seed)
+    dnc.cfg = cfg
+    params = dnc.init_params(cfg, V, rng, np.float64)
+    for v in params.values():
+        v += noise * rng.standard_normal(v.shape)
+    ids = rng.integers(0, V, size=(2 * S + 1, Bm))
+    state = dnc.init_state(cfg, params, Bm)
+    _, state, _ = dnc.forward(params, ids[:S], state)
+    return params, state, ids[S:2 * S], ids[S + 1:2 * S + 1], rng
+
+
+def window_loss(params, inputs, targets, state):
+    logits, _, _ = dnc.forward(params, inputs, common.copy_state(state))
+    return common.cross_entropy(logits, targets)[0]
+
+
+def cfg_of(H=6, layers=1, N_=5, W_=4, R_=2, stop=False):
+    return {"hidden": H, "layers": layers, "memory": N_, "width": W_, "reads": R_, "stop_usage_grad": stop}
+
+
+# ----------------------------------------------------------------------------------
+# 1. Each memory operation alone against central differences
+
+
+def test_content_weighting_vjp():
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((B, N, W))
+    M[0, 2] = 0  # an all-zero row: the eps inside sqrt(|M_n|^2 + eps)
+    k = rng.standard_normal((B, R, W))
+    beta = 1 + 3 * rng.random((B, R))
+    beta[1, 0] = 25.0  # a large strength: a sharp softmax
+    inputs = {"M": M, "k": k, "beta": beta}
+    errors = vjp_errors(lambda I: dnc.content_forward(I["M"], I["k"], I["beta"]),
+                        lambda G, c: dict(zip(("M", "k", "beta"), dnc.content_backward(G[0], c))), inputs)
+    assert_small(errors)
+    # the write head's lookup: one key per row
+    inputs = {"M": M, "k": rng.standard_normal((B, 1, W)), "beta": 1 + 3 * rng.random((B, 1))}
+    errors = vjp_errors(lambda I: dnc.content_forward(I["M"], I["k"], I["beta"]),
+                        lambda G, c: dict(zip(("M", "k", "beta"), dnc.content_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_content_weighting_is_cosine_softmax():
+    """The forward itself, against an independent computation (eps = 0 is close enough)."""
+    rng = np.random.default_rng(2)
+    M, k, beta = rng.standard_normal((B, N, W)), rng.standard_normal((B, R, W)), 1 + rng.random((B, R))
+    C, _ = dnc.content_forward(M, k, beta)
+    cos = np.einsum("bkw,bnw->bkn", k, M) / (np.linalg.norm(k, axis=-1)[:, :, None]
+                                             * np.linalg.norm(M, axis=-1)[:, None, :])
+    z = np.exp(beta[:, :, None] * cos)
+    np.testing.assert_allclose(C, z / z.sum(-1, keepdims=True), rtol=1e-5)
+
+
+def test_retention_vjp():
+    rng = np.random.default_rng(3)
+    inputs = {"free": unit(rng, B, R), "wr_prev": weighting(rng, (B, R, N))}
+    errors = vjp_errors(lambda I: dnc.retention_forward(I["free"], I["wr_prev"]),
+                        lambda G, c: dict(zip(("free", "wr_prev"), dnc.retention_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_retention_with_a_zero_factor():
+    """A factor 1 - f w = 0 (f = w = 1): the leave-one-out products must not divide by it."""
+    rng = np.random.default_rng(4)
+    free, wr = unit(rng, B, R), weighting(rng, (B, R, N))
+    free[0, 1], wr[0, 1, 3] = 1.0, 1.0
+    psi, cache = dnc.retention_forward(free, wr)
+    assert psi[0, 3] == 0
+    dfree, dwr = dnc.retention_backward(np.ones((B, N)), cache)
+    assert np.isfinite(dfree).all() and np.isfinite(dwr).all()
+    # d psi_3 / d wr[0, 1, 3] = -f_1 * prod_{j != 1} (1 - f_j w_j3)
+    expect = -free[0, 1] * np.prod([1 - free[0, j] * wr[0, j, 3] for j in range(R) if j != 1])
+    assert dwr[0, 1, 3] == pytest.approx(expect, rel=1e-12)
+
+
+def test_usage_vjp():
+    rng = np.random.default_rng(5)
+    inputs = {"u_prev": distinct_usage(rng, (B, N)), "ww_prev": weighting(rng, (B, N)), "psi": unit(rng, B, N)}
+    fwd = lambda I: dnc.usage_forward(I["u_prev"], I["ww_prev"], I["psi"])  # noqa: E731
+    errors = vjp_errors(fwd, lambda G, c: dict(zip(("u_prev", "ww_prev", "psi"), dnc.usage_backward(G[0], c))),
+                        inputs)
+    assert_small(errors)
+
+
+def test_usage_stop_write_grad_zeroes_only_dww_prev():
+    rng = np.random.default_rng(6)
+    u_prev, ww_prev, psi = distinct_usage(rng, (B, N)), weighting(rng, (B, N)), unit(rng, B, N)
+    u, cache = dnc.usage_forward(u_prev, ww_prev, psi)
+    du = rng.standard_normal((B, N))
+    full = dnc.usage_backward(du, cache)
+    stop = dnc.usage_backward(du, cache, stop_write_grad=True)
+    assert np.abs(full[1]).max() > 0.1
+    np.testing.assert_array_equal(stop[1], 0)  # dww_prev
+    np.testing.assert_array_equal(stop[0], full[0])  # du_prev unchanged
+    np.testing.assert_array_equal(stop[2], full[2])  # dpsi unchanged
+
+
+def test_allocation_vjp():
+    rng = np.random.default_rng(7)
+    u = distinct_usage(rng, (B, N))
+    u[1, np.argmin(u[1])] = 0.0  # an exactly zero usage: the naive backward divides by it
+    assert min_sorted_gap(u) > 1e-3
+    errors = vjp_errors(lambda I: dnc.allocation_forward(I["u"]),
+                        lambda G, c: {"u": dnc.allocation_backward(G[0], c)}, {"u": u}, h=1e-7)
+    assert_small(errors)
+
+
+def test_allocation_forward_values():
+    """Least used slot first: a[phi_j] = (1 - u_j) prod_{i<j} u_i on the clamped usages."""
+    u = np.array([[0.5, 0.1, 0.9, 0.3]])
+    a, _ = dnc.allocation_forward(u)
+    uc = dnc.EPS + (1 - dnc.EPS) * u[0]
+    expect = np.empty(4)
+    expect[1] = 1 - uc[1]
+    expect[3] = (1 - uc[3]) * uc[1]
+    expect[0] = (1 - uc[0]) * uc[1] * uc[3]
+    expect[2] = (1 - uc[2]) * uc[1] * uc[3] * uc[0]
+    np.testing.assert_allclose(a[0], expect, rtol=1e-13)
+    # ties (all-zero usage at the start) break by slot index: everything goes to slot 0
+    a0, _ = dnc.allocation_forward(np.zeros((1, 4)))
+    assert np.argmax(a0[0]) == 0 and a0[0, 0] == pytest.approx(1 - dnc.EPS)
+
+
+def test_allocation_backward_many_slots_is_finite_and_exact():
+    """A long free list (products of usages underflow): the division-free recursion still
+    matches central differences."""
+    rng = np.random.default_rng(8)
+    n = 24
+    u = rng.permutation(np.linspace(0.0, 0.6, n))[None] + 1e-4 * rng.random((1, n))
+    errors = vjp_errors(lambda I: dnc.allocation_forward(I["u"]),
+                        lambda G, c: {"u": dnc.allocation_backward(G[0], c)}, {"u": u}, h=1e-7)
+    assert_small(errors)
+
+
+def test_write_weighting_vjp():
+    rng = np.random.default_rng(9)
+    inputs = {"alloc": weighting(rng, (B, N)), "cw": weighting(rng, (B, N), 1.0),
+              "ga": unit(rng, B, 1), "gw": unit(rng, B, 1)}
+    errors = vjp_errors(lambda I: dnc.write_weighting_forward(I["alloc"], I["cw"], I["ga"], I["gw"]),
+                        lambda G, c: dict(zip(("alloc", "cw", "ga", "gw"), dnc.write_weighting_backward(G[0], c))),
+                        inputs)
+    assert_small(errors)
+
+
+def test_erase_write_vjp():
+    rng = np.random.default_rng(10)
+    inputs = {"M_prev": rng.standard_normal((B, N, W)), "ww": weighting(rng, (B, N)),
+              "e": unit(rng, B, W), "v": rng.standard_normal((B, W))}
+    errors = vjp_errors(lambda I: dnc.write_forward(I["M_prev"], I["ww"], I["e"], I["v"]),
+                        lambda G, c: dict(zip(("M_prev", "ww", "e", "v"), dnc.write_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_link_vjp():
+    rng = np.random.default_rng(11)
+    L_prev = unit(rng, B, N, N) * (1 - np.eye(N)) / N
+    inputs = {"L_prev": L_prev, "ww": weighting(rng, (B, N)), "p_prev": weighting(rng, (B, N), 0.7)}
+    errors = vjp_errors(lambda I: dnc.link_forward(I["L_prev"], I["ww"], I["p_prev"]),
+                        lambda G, c: dict(zip(("L_prev", "ww", "p_prev"), dnc.link_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_precedence_vjp():
+    rng = np.random.default_rng(12)
+    inputs = {"p_prev": weighting(rng, (B, N), 0.7), "ww": weighting(rng, (B, N))}
+    errors = vjp_errors(lambda I: dnc.precedence_forward(I["p_prev"], I["ww"]),
+                        lambda G, c: dict(zip(("p_prev", "ww"), dnc.precedence_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_directional_vjp():
+    rng = np.random.default_rng(13)
+    inputs = {"L": unit(rng, B, N, N) * (1 - np.eye(N)) / N, "wr_prev": weighting(rng, (B, R, N))}
+
+    def fwd(I):
+        f, b, cache = dnc.directional_forward(I["L"], I["wr_prev"])
+        return (f, b), cache
+
+    errors = vjp_errors(fwd, lambda G, c: dict(zip(("L", "wr_prev"), dnc.directional_backward(G[0], G[1], c))),
+                        inputs)
+    assert_small(errors)
+
+
+def test_read_weighting_vjp():
+    rng = np.random.default_rng(14)
+    inputs = {"modes": common.softmax(rng.standard_normal((B, R, 3))), "bwd": weighting(rng, (B, R, N)),
+              "cr": weighting(rng, (B, R, N), 1.0), "fwd": weighting(rng, (B, R, N))}
+    errors = vjp_errors(lambda I: dnc.read_weighting_forward(I["modes"], I["bwd"], I["cr"], I["fwd"]),
+                        lambda G, c: dict(zip(("modes", "bwd", "cr", "fwd"), dnc.read_weighting_backward(G[0], c))),
+                        inputs)
+    assert_small(errors)
+
+
+def test_read_vectors_vjp():
+    rng = np.random.default_rng(15)
+    inputs = {"M": rng.standard_normal((B, N, W)), "wr": weighting(rng, (B, R, N))}
+    errors = vjp_errors(lambda I: dnc.read_forward(I["M"], I["wr"]),
+                        lambda G, c: dict(zip(("M", "wr"), dnc.read_backward(G[0], c))), inputs)
+    assert_small(errors)
+
+
+def test_interface_vjp():
+    rng = np.random.default_rng(16)
+    xi = 2 * rng.standard_normal((B, dnc.interface_size(R, W)))
+    names = list(dnc.interface_forward(xi, R, W)[0])
+
+    def fwd(I):
+        parts, cache = dnc.interface_forward(I["xi"], R, W)
+        return tuple(parts[k] for k in names), cache
+
+    errors = vjp_errors(fwd, lambda G, c: {"xi": dnc.interface_backward(dict(zip(names, G)), c)}, {"xi": xi})
+    assert_small(errors)
+
+
+def test_interface_ranges():
+    rng = np.random.default_rng(17)
+    xi = 30 * rng.standard_normal((4, dnc.interface_size(R, W)))
+    parts, _ = dnc.interface_forward(xi, R, W)
+    assert parts["read_keys"].shape == (4, R, W) and parts["write_key"].shape == (4, 1, W)
+    assert (parts["read_strengths"] >= 1).all() and (parts["write_strength"] >= 1).all()
+    for name in ("erase", "free_gates", "alloc_gate", "write_gate"):
+        assert ((parts[name] >= 0) & (parts[name] <= 1)).all(), name
+    np.testing.assert_allclose(parts["read_modes"].sum(-1), 1, rtol=1e-14)
+    at = dnc.interface_layout(R, W)
+    x = xi[:, at["write_strength"]]
+    np.testing.assert_allclose(parts["write_strength"], 1 + np.logaddexp(0, x), rtol=1e-13)
+
+
+def memory_step_inputs(rng, Bm=B, Nm=N, Wm=W, Rm=R):
+    """A random but plausible previous memory state (distinct usages, a zero memory row)
+    and random squashed interface parts, each a fresh array."""
+    M = rng.standard_normal((Bm, Nm, Wm))
+    M[0, 1] = 0
+    mem = {"M": M, "u": distinct_usage(rng, (Bm, Nm)), "ww": weighting(rng, (Bm, Nm), 0.6),
+           "p": weighting(rng, (Bm, Nm), 0.7), "L": unit(rng, Bm, Nm, Nm) * (1 - np.eye(Nm)) / Nm,
+           "wr": weighting(rng, (Bm, Rm, Nm))}
+    parts, _ = dnc.interface_forward(rng.standard_normal((Bm, dnc.interface_size(Rm, Wm))), Rm, Wm)
+    parts = {k: np.array(v, copy=True) for k, v in parts.items()}
+    return parts, mem
+
+
+def memory_step_check(stop, seed=18):
+    rng = np.random.default_rng(seed)
+    parts, mem = memory_step_inputs(rng)
+    inputs = {**{"part/" + k: v for k, v in parts.items()}, **{"prev/" + k: v for k, v in mem.items()}}
+
+    ww_const = mem["ww"].copy()
+
+    def fwd(I):
+        prev = {k: I["prev/" + k] for k in mem}
+        if stop:  # w^w_{t-1} (used by usage alone) enters as an external constant
+            prev["ww"] = ww_const
+        new, r, cache = dnc.memory_step_forward({k: I["part/" + k] for k in parts}, prev)
+        return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
+
+    def bwd(G, cache):
+        dparts, dprev = dnc.memory_step_backward(G[-1], dict(zip(dnc.MEMORY_STATE, G[:-1])), cache, stop)
+        return {**{"part/" + k: v for k, v in dparts.items()}, **{"prev/" + k: v for k, v in dprev.items()}}
+
+    new, _, _ = dnc.memory_step_forward(parts, mem)
+    assert min_sorted_gap(new["u"]) > 1e-3  # the sort order is stable under the perturbations
+    return inputs, fwd, bwd
+
+
+def test_memory_step_vjp():
+    inputs, fwd, bwd = memory_step_check(stop=False)
+    errors = vjp_errors(fwd, bwd, inputs)
+    assert len(errors) == 16  # 10 interface parts and 6 state tensors, each checked
+    assert_small(errors)
+
+
+def test_memory_step_stop_usage_grad():
+    """With the flag, the step's backward is the VJP of a step whose w^w_{t-1} enters usage
+    as a constant. Within one step w^w_{t-1} is used by usage alone, so its adjoint must be
+    exactly zero and every other adjoint must still match central differences."""
+    inputs, fwd, bwd = memory_step_check(stop=True)
+    errors = vjp_errors(fwd, bwd, inputs, zero_ok=("prev/ww",))
+    assert_small(errors)
+
+
+# ----------------------------------------------------------------------------------
+# 2. The whole model
+
+
+@pytest.mark.parametrize("cfg", [cfg_of(H=6, N_=5, W_=4, R_=1), cfg_of(H=5, N_=8, W_=6, R_=3),
+                                 cfg_of(H=5, layers=2, N_=5, W_=4, R_=2)],
+                         ids=["H6-N5-W4-R1", "H5-N8-W6-R3", "L2-H5-N5-W4-R2"])
+def test_model_gradients(cfg, monkeypatch):
+    # Allocation is discontinuous where two usages tie (the sort order flips; the paper
+    # ignores it, and so does the backward). Record the free list phi of every allocation
+    # call, so that a failure caused by a perturbation that reorders the usages is told
+    # apart from a wrong gradient. (With seed 0, H=4, L=2 this really happens: two usages
+    # 1.5e-9 apart at the 4th step, and the check then reports errors near 1.)
+    real, phis = dnc.allocation_forward, []
+
+    def recording(u):
+        a, cache = real(u)
+        phis.append(cache[1].copy())
+        return a, cache
+
+    monkeypatch.setattr(dnc, "allocation_forward", recording)
+    out = io.StringIO()
+    S = 6
+    worst, count = common.check_model_gradients(dnc, cfg, S=S, checks=12, out=out)
+    # calls: the warm-up window, the analytic window, then each finite-difference window
+    assert len(phis) % S == 0 and len(phis) > 2 * S
+    base = phis[S:2 * S]
+    flips = sum(not np.array_equal(phis[i], base[i % S]) for i in range(2 * S, len(phis)))
+    assert flips == 0, f"{flips} perturbations reorder the usages: a near-tie, not a gradient error"
+    names = ["Wxi", "bxi", "Wy", "Wry", "by"] + [f"{w}{l}" for l in range(cfg["layers"])
+                                                 for w in ("Wx", "Wr", "Wh", "b")] \
+        + [f"Wd{l}" for l in range(1, cfg["layers"])]
+    assert count == len(names)
+    for name in names:
+        assert f"{name}:" in out.getvalue()
+    assert "ALL-ZERO" not in out.getvalue()
+    assert worst < TOL, out.getvalue()
+
+
+def test_model_gradients_catch_a_wrong_memory_backward(monkeypatch):
+    """The whole-model check is sensitive to the memory path: drop the link's dww term and
+    the worst error is far above the bar."""
+    real = dnc.link_backward
+
+    def wrong(dL, cache):
+        dL_prev, dww, dp_prev = real(dL, cache)
+        return dL_prev, 0 * dww, dp_prev
+
+    monkeypatch.setattr(dnc, "link_backward", wrong)
+    worst, _ = common.check_model_gradients(dnc, cfg_of(), checks=12, out=io.StringIO())
+    assert worst > 1e-4
+
+
+# ----------------------------------------------------------------------------------
+# 3. The stop-gradient on w^w_{t-1} inside usage
+
+
+def test_stop_usage_grad_matches_its_own_finite_differences(monkeypatch):
+    cfg = cfg_of(H=5, N_=6, W_=4, R_=2, stop=True)
+    params, state, inputs, targets, rng = model_setup(cfg, seed=3)
+    S = inputs.shape[0]
+    real_usage = dnc.usage_forward
+
+    # a normal forward, recording the w^w_{t-1} each step hands to usage
+    recorded = []
+
+    def recording(u_prev, ww_prev, psi):
+        recorded.append(ww_prev.copy())
+        return real_usage(u_prev, ww_prev, psi)
+
+    monkeypatch.setattr(dnc, "usage_forward", recording)
+    dnc.cfg = cfg
+    loss0, grads_stop, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state))
+    assert len(recorded) == S
+    dnc.cfg = dict(cfg, stop_usage_grad=False)
+    _, grads_full, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state))
+    recorded = recorded[:S]
+
+    # the stop-gradient model: usage sees the recorded w^w_{t-1} as external constants
+    calls = [0]
+
+    def frozen(u_prev, ww_prev, psi):
+        const = recorded[calls[0]]
+        calls[0] += 1
+        return real_usage(u_prev, const, psi)
+
+    def loss_frozen(p):
+        calls[0] = 0
+        loss = window_loss(p, inputs, targets, state)
+        assert calls[0] == S
+        return loss
+
+    def loss_plain(p):
+        return window_loss(p, inputs, targets, state)
+
+    monkeypatch.setattr(dnc, "usage_forward", frozen)
+    assert loss_frozen(params) == loss0  # the same model at the recorded point
+    worst_stop = common.gradcheck(loss_frozen, params, grads_stop, checks=30, rng=np.random.default_rng(1),
+                                  h=1e-6, out=io.StringIO())
+    worst_full_vs_frozen = common.gradcheck(loss_frozen, params, grads_full, checks=30,
+                                            rng=np.random.default_rng(1), h=1e-6, out=io.StringIO())
+    monkeypatch.setattr(dnc, "usage_forward", real_usage)
+    worst_stop_vs_plain = common.gradcheck(loss_plain, params, grads_stop, checks=30,
+                                           rng=np.random.default_rng(1), h=1e-6, out=io.StringIO())
+    worst_full = common.gradcheck(loss_plain, params, grads_full, checks=30, rng=np.random.default_rng(1),
+                                  h=1e-6, out=io.StringIO())
+
+    assert worst_stop < TOL, f"stop-gradient variant vs its own finite differences: {worst_stop:.3e}"
+    assert worst_full < TOL
+    # the flag really changes the gradient: each variant fails the other's check
+    print(f"stop vs frozen FD {worst_stop:.3e}, full vs plain FD {worst_full:.3e}, "
+          f"stop vs plain FD {worst_stop_vs_plain:.3e}, full vs frozen FD {worst_full_vs_frozen:.3e}")
+    assert worst_stop_vs_plain > 10 * TOL, worst_stop_vs_plain
+    assert worst_full_vs_frozen > 10 * TOL, worst_full_vs_frozen
+    rel = max(float(np.abs(grads_stop[k] - grads_full[k]).max() / np.abs(grads_full[k]).max()) for k in params)
+    assert rel > 10 * TOL, rel
+    # parameters that cannot reach any usage are unaffected by the flag
+    for k in ("Wy", "by"):
+        np.testing.assert_array_equal(grads_stop[k], grads_full[k])
+
+
+def test_stop_usage_grad_flag_from_the_command_line():
+    p = common.make_parser(dnc, "", {})
+    assert dnc.config(p.parse_args(["--stop-usage-grad"]))["stop_usage_grad"] is True
+    assert dnc.config(p.parse_args([]))["stop_usage_grad"] is False
+
+
+# ----------------------------------------------------------------------------------
+# 4. Invariants on a run
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0], ids=["mild", "saturated"])
+def test_invariants_over_a_run(scale):
+    cfg = cfg_of(H=8, N_=6, W_=4, R_=2)
+    rng = np.random.default_rng(20)
+    dnc.cfg = cfg
+    V, Bm, T = 7, 4, 20
+    params = dnc.init_params(cfg, V, rng, np.float64)
+    for v in params.values():
+        v += scale * rng.standard_normal(v.shape)
+    state = dnc.init_state(cfg, params, Bm)
+    seen = {"ww": 0.0, "L": 0.0, "fwd": 0.0}
+    for t, x in enumerate(rng.integers(0, V, (T, Bm))):
+        _, r, state, cache = dnc.dnc_step_forward(params, x, state, cfg)
+        parts, c_mem = cache[4][2], cache[5]
+        ww, p, L, wr, u = state["ww"], state["p"], state["L"], state["wr"], state["u"]
+        rows, phi, us, P = c_mem[2]
+        alloc = np.empty_like(u)
+        alloc[rows, phi] = (1 - us) * P
+        gw = parts["write_gate"][:, 0]
+        msg = f"step {t}"
+        assert (wr >= -1e-15).all() and (wr.sum(-1) <= 1 + 1e-6).all(), msg
+        assert (ww >= 0).all() and (ww.sum(-1) <= gw + 1e-12).all() and (gw <= 1).all(), msg
+        assert (alloc >= 0).all() and (alloc.sum(-1) <= 1 + 1e-12).all(), msg
+        np.testing.assert_allclose(alloc.sum(-1), 1 - us.prod(-1), atol=1e-12)
+        assert (p >= 0).all() and (p.sum(-1) <= 1 + 1e-12).all(), msg
+        assert (L >= -1e-15).all() and (L <= 1 + 1e-12).all(), msg
+        assert (np.diagonal(L, axis1=1, axis2=2) == 0).all(), msg
+        assert (u >= 0).all() and (u <= 1 + 1e-12).all(), msg
+        assert np.isfinite(r).all()
+        fwd = c_mem[8]  # directional cache (L, wr_prev)
+        seen["ww"] = max(seen["ww"], ww.sum(-1).max())
+        seen["L"] = max(seen["L"], L.max())
+        seen["fwd"] = max(seen["fwd"], (fwd[1] @ fwd[0].transpose(0, 2, 1)).max())
+    # not vacuous: the run really writes, links and follows links
+    assert seen["ww"] > 0.2 and seen["L"] > 0.01 and seen["fwd"] > 0.001, seen
+
+
+# ----------------------------------------------------------------------------------
+# 5. Direction of the temporal links
+
+
+def test_link_direction():
+    n = 5
+    eye = np.eye(n)
+    L, p = np.zeros((1, n, n)), np.zeros((1, n))
+    for slot in (0, 1, 2):
+        ww = eye[[slot]]
+        L, _ = dnc.link_forward(L, ww, p)  # with p_{t-1}
+        p, _ = dnc.precedence_forward(p, ww)
+    # L[i, j] = 1: slot i was written right after slot j
+    assert L[0, 1, 0] == 1 and L[0, 2, 1] == 1 and L.sum() == 2
+    fwd, bwd, _ = dnc.directional_forward(L, eye[[0]][:, None, :])
+    np.testing.assert_array_equal(fwd[0, 0], eye[1])  # forward from slot 0: slot 1
+    fwd1, bwd1, _ = dnc.directional_forward(L, eye[[1]][:, None, :])
+    np.testing.assert_array_equal(bwd1[0, 0], eye[0])  # backward from slot 1: slot 0
+    np.testing.assert_array_equal(fwd1[0, 0], eye[2])
+    np.testing.assert_array_equal(bwd[0, 0], 0)  # nothing was written before slot 0
+    np.testing.assert_array_equal(p[0], eye[2])
+
+
+def test_read_modes_order_is_backward_content_forward():
+    """Mode 0 selects the backward weighting, 2 the forward one (the spec's §2 order)."""
+    rng = np.random.default_rng(21)
+    bwd, cr, fwd = (weighting(rng, (1, 1, N)) for _ in range(3))
+    for mode, expect in ((0, bwd), (1, cr), (2, fwd)):
+        modes = np.eye(3)[[mode]][None]
+        wr, _ = dnc.read_weighting_forward(modes, bwd, cr, fwd)
+        np.testing.assert_array_equal(wr, expect)
+
+
+# ----------------------------------------------------------------------------------
+# 6. No NaN at the epsilon paths
+
+
+def test_content_zero_memory_and_huge_strength_are_finite():
+    rng = np.random.default_rng(22)
+    M = rng.standard_normal((3, N, W))
+    M[0] = 0  # all-zero memory
+    M[1, :2] = 0  # some zero rows
+    k = rng.standard_normal((3, 2, W))
+    k[2, 0] = 0  # a zero key
+    beta = np.full((3, 2), 1e4 + 1.0)  # oneplus(1e4)
+    with np.errstate(divide="raise", invalid="raise"):
+        C, cache = dnc.content_forward(M, k, beta)
+        grads = dnc.content_backward(rng.standard_normal(C.shape), cache)
+    assert np.isfinite(C).all() and all(np.isfinite(g).all() for g in grads)
+    np.testing.assert_allclose(C.sum(-1), 1, rtol=1e-12)
+    np.testing.assert_allclose(C[0], 1 / N)  # zero memory: every slot equally similar
+
+
+def test_full_model_with_huge_strengths_and_zero_memory_is_finite():
+    cfg = cfg_of(H=6, N_=5, W_=4, R_=2)
+    rng = np.random.default_rng(23)
+    dnc.cfg = cfg
+    params = dnc.init_params(cfg, 7, rng, np.float64)
+    at = dnc.interface_layout(2, 4)
+    for sign in (1e4, -1e4):
+        p = {k: v.copy() for k, v in params.items()}
+        p["bxi"][at["read_strengths"]] = sign  # raw strengths: oneplus gives 1e4 + 1 or 1
+        p["bxi"][at["write_strength"]] = sign
+        ids = rng.integers(0, 7, (9, 3))
+        with np.errstate(divide="raise", invalid="raise"):
+            state = dnc.init_state(cfg, p, 3)  # all-zero memory
+            loss, grads, last = common.loss_and_grads(dnc, p, ids[:-1], ids[1:], state)
+        assert np.isfinite(loss)
+        assert all(np.isfinite(g).all() for g in grads.values())
+        assert all(np.isfinite(v).all() for v in last.values())
+
+
+# ----------------------------------------------------------------------------------
+# 7. Carried state
+
+
+def test_one_long_window_equals_two_carried_windows():
+    cfg = cfg_of(H=6, N_=5, W_=4, R_=2)
+    rng = np.random.default_rng(24)
+    dnc.cfg = cfg
+    params = dnc.init_params(cfg, 7, rng, np.float64)
+    for v in params.values():
+        v += 0.3 * rng.standard_normal(v.shape)
+    S, Bm = 5, 3
+    ids = rng.integers(0, 7, (2 * S, Bm))
+    state0 = dnc.init_state(cfg, params, Bm)
+    long_logits, long_state, _ = dnc.forward(params, ids, common.copy_state(state0))
+    l1, s1, _ = dnc.forward(params, ids[:S], common.copy_state(state0))
+    l2, s2, _ = dnc.forward(params, ids[S:], s1)
+    np.testing.assert_allclose(np.concatenate([l1, l2]), long_logits, rtol=0, atol=1e-12)
+    assert long_state.keys() == s2.keys() == state0.keys()
+    for k in long_state:
+        np.testing.assert_allclose(s2[k], long_state[k], rtol=0, atol=1e-12, err_msg=k)
+    # step by step through the sampling path gives the same logits
+    state = common.copy_state(state0)
+    for t in range(2 * S):
+        logits, state = dnc.step(params, ids[t], state)
+        np.testing.assert_allclose(logits, long_logits[t], rtol=0, atol=1e-12)
+    for k in long_state:
+        np.testing.assert_allclose(state[k], long_state[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_forward_leaves_the_given_state_untouched():
+    cfg = cfg_of()
+    params, state, inputs, targets, _ = model_setup(cfg, seed=25)
+    before = common.copy_state(state)
+    logits, grads, _ = common.loss_and_grads(dnc, params, inputs, targets, state)
+    for k in state:
+        np.testing.assert_array_equal(state[k], before[k], err_msg=k)
+
+
+# ----------------------------------------------------------------------------------
+# 8. The memory is really used
+
+
+def _used_setup():
+    cfg = cfg_of(H=8, N_=6, W_=5, R_=2)
+    rng = np.random.default_rng(26)
+    dnc.cfg = cfg
+    params = dnc.init_params(cfg, 7, rng, np.float64)
+    for v in params.values():
+        v += 0.3 * rng.standard_normal(v.shape)
+    ids = rng.integers(0, 7, (17, 3))
+    state0 = dnc.init_state(cfg, params, 3)
+    _, carried, _ = dnc.forward(params, ids[:8], state0)  # the first window writes the memory
+    return cfg, params, ids[8:16], ids[9:17], carried
+
+
+def test_reads_change_the_loss():
+    cfg, params, inputs, targets, carried = _used_setup()
+    base = window_loss(params, inputs, targets, carried)
+    # without the read vectors (carried r zeroed, no read weights into output or controller)
+    cut = {k: v.copy() for k, v in params.items()}
+    cut["Wry"][:] = 0
+    cut["Wr0"][:] = 0
+    no_reads = dict(common.copy_state(carried), r=np.zeros_like(carried["r"]))
+    assert abs(window_loss(cut, inputs, targets, no_reads) - base) > 1e-3
+    # the output layer's reads alone matter too
+    out_cut = dict(params, Wry=np.zeros_like(params["Wry"]))
+    assert abs(window_loss(out_cut, inputs, targets, carried) - base) > 1e-3
+    # and the reads are the memory's only way out: once cut, the memory content is irrelevant
+    zero_mem = dict(common.copy_state(no_reads), M=np.zeros_like(carried["M"]))
+    l_cut, _, _ = dnc.forward(cut, inputs, common.copy_state(no_reads))
+    l_cut0, _, _ = dnc.forward(cut, inputs, zero_mem)
+    np.testing.assert_array_equal(l_cut, l_cut0)
+
+
+def test_memory_content_persists_across_windows():
+    cfg, params, inputs, targets, carried = _used_setup()
+    assert np.abs(carried["M"]).max() > 1e-2  # the first window left something in memory
+    assert carried["u"].max() > 1e-2
+    zeroed = dict(common.copy_state(carried), M=np.zeros_like(carried["M"]))
+    with_memory = window_loss(params, inputs, targets, carried)
+    without = window_loss(params, inputs, targets, zeroed)
+    assert abs(with_memory - without) > 1e-4
+    # the second window's gradient reaches the carried memory: d loss / d M_0 is non-zero
+    logits, _, cache = dnc.forward(params, inputs, common.copy_state(carried))
+    _, dlogits = common.cross_entropy(logits, targets)
+    grads = dnc.backward(dlogits, cache)
+    assert all(np.isfinite(g).all() for g in grads.values())
+
+
+# ----------------------------------------------------------------------------------
+# 9. The command line
+
+
+def run_dnc(*args, timeout=120, script="dnc-numpy.py", cwd=None):
+    cmd = [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def structured_text(seed=0, n_lines=160):
+    """A few KB of repetitive text with structure: counted patterns, repeated phrases."""
+    r = random.Random(seed)
+    words = ["abc", "abd", "bca", "cab", "dab", "bad", "cad", "aba"]
+    lines = []
+    for i in range(n_lines):
+        w = [r.choice(words) for _ in range(3)]
+        lines.append(f"{w[0]} {w[1]} {w[0]} {w[2]} {w[1]}. ab{'c' * (i % 4)}d\n")
+    return "".join(lines)
+
+
+SIZES = ["--hidden", "16", "--memory", "8", "--width", "8", "--reads", "2", "--batch", "4", "--seq", "8"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dnc_cli")
+    text = d / "text.txt"
+    text.write_text(structured_text())
+    assert 2000 < len(text.read_text()) < 10000
+    p = run_dnc(text, *SIZES, "--iters", 60, "--report", 20, "--save", d / "ck.npz", "--seed", 1)
+    return d, text, p
+
+
+def bpc_lines(stdout):
+    return [(int(m.group(1)), float(m.group(2))) for m in re.finditer(r"iter (\d+), ([\d.]+) BPC", stdout)]
+
+
+def test_cli_training_learns(trained):
+    d, text, p = trained
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    reports = bpc_lines(p.stdout)
+    assert [it for it, _ in reports] == [20, 40, 60], p.stdout
+    assert reports[-1][1] < reports[0][1] - 0.1, p.stdout
+    assert p.stdout.strip().splitlines()[-1].startswith("done: iter 60")
+    assert (d / "ck.npz").exists()
+
+
+def test_cli_sampling(trained):
+    d, text, p = trained
+    args = ["--load", d / "ck.npz", "--sample", 50, "--prime", "ab"]
+    s1 = run_dnc(*args)
+    assert s1.returncode == 0, s1.stderr
+    out = s1.stdout.rstrip("\n")
+    assert out.startswith("ab") and len(out) == 52, repr(s1.stdout)
+    assert set(out) <= set(text.read_text())
+    s2 = run_dnc(*args)
+    assert s2.stdout == s1.stdout  # the same seed, the same text
+    s3 = run_dnc(*args, "--seed", 7)
+    assert s3.returncode == 0 and s3.stdout.startswith("ab")
+
+
+def _load(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_cli_checkpoint_round_trip(trained):
+    d, text, p = trained
+    ck = _load(d / "ck.npz")
+    import json
+    info = json.loads(str(ck["info"]))
+    assert info["kind"] == "dnc" and info["iter"] == 60
+    assert info["cfg"]["memory"] == 8 and info["cfg"]["width"] == 8 and info["cfg"]["reads"] == 2
+    assert ck["state/M"].shape == (4, 8, 8) and ck["state/L"].shape == (4, 8, 8)
+    assert np.abs(ck["state/M"]).max() > 0  # the memory state is saved, and non-zero
+    loaded = common.load_checkpoint(str(d / "ck.npz"), "dnc")
+    for k, v in loaded["param"].items():
+        np.testing.assert_array_equal(v, ck[f"param/{k}"])
+
+
+def test_cli_same_seed_same_training(trained, tmp_path):
+    d, text, p = trained
+    q = run_dnc(text, *SIZES, "--iters", 60, "--report", 20, "--save", tmp_path / "again.npz", "--seed", 1)
+    assert q.returncode == 0, q.stderr
+    assert [b for _, b in bpc_lines(q.stdout)] == [b for _, b in bpc_lines(p.stdout)]
+    a, b = _load(d / "ck.npz"), _load(tmp_path / "again.npz")
+    for k in a:
+        if k.startswith(("param/", "adagrad/", "state/")):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_cli_exact_resume(trained, tmp_path):
+    d, text, p = trained
+    part = tmp_path / "part.npz"
+    q1 = run_dnc(text, *SIZES, "--iters", 40, "--report", 20, "--save", part, "--seed", 1)
+    assert q1.returncode == 0, q1.stderr
+    q2 = run_dnc(text, *SIZES, "--iters", 20, "--report", 20, "--save", part, "--load", part, "--seed", 1)
+    assert q2.returncode == 0, q2.stderr
+    assert "resumed" in q2.stdout and "iter 60" in q2.stdout
+    whole, split = _load(d / "ck.npz"), _load(part)
+    keys = [k for k in whole if k.startswith(("param/", "adagrad/", "state/"))] + ["cursors"]
+    assert sum(k.startswith("param/") for k in keys) >= 9
+    for k in keys:
+        np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
+
+
+def test_cli_refuses_an_lstm_checkpoint(trained, tmp_path):
+    d, text, p = trained
+    lstm_ck = tmp_path / "lstm.npz"
+    q = run_dnc(text, "--hidden", 8, "--batch", 4, "--seq", 8, "--iters", 2, "--report", 1, "--save", lstm_ck,
+                script="lstm-numpy.py")
+    assert q.returncode == 0, q.stderr
+    for extra in ([text], ["--sample", 10]):
+        r = run_dnc(*extra, "--load", lstm_ck)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode != 0
+        assert "Traceback" not in r.stderr
+        assert len(lines) == 1, r.stderr
+        assert "lstm" in lines[0] and "dnc" in lines[0], lines[0]
+
+
+def test_cli_gradcheck():
+    r = run_dnc("--gradcheck", "--hidden", 5, "--memory", 5, "--width", 4, "--reads", 2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", last)
+    assert m, last
+    assert float(m.group(1)) < TOL and int(m.group(2)) == 9
