@@ -555,6 +555,9 @@ def main(model, description, defaults=None, argv=None):
     except KeyboardInterrupt:  # Ctrl-C before training started (or while sampling)
         print(f"{model.KIND}-numpy.py: interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
+        code = 1
     sys.exit(code)
 
 

@@ -133,6 +133,23 @@ def test_ctrl_c_saves_and_exits_130(workdir, tmp_path):
     assert common.load_checkpoint(str(ck), "lstm")["info"]["iter"] == it
 
 
+def test_output_piped_into_head_stops_quietly(workdir):
+    """`python lstm-numpy.py ... | head -2`: the closed pipe ends the run without a traceback."""
+    cmd = [sys.executable, os.path.join(ROOT, "lstm-numpy.py"), str(workdir / "text.txt"),
+           *TINY, "--report", "1", "--time", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdout.readline()
+        proc.stdout.close()  # what head does after its lines
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert err == ""
+
+
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(workdir, tmp_path):
     ck = tmp_path / "ck.npz"
     ck.write_bytes((workdir / "lstm.npz").read_bytes())
