@@ -409,6 +409,8 @@ def load_checkpoint(path, kind):
             raise UserError(f"{path} is a {info['kind']} checkpoint, not {kind}")
         if not ck["param"] or ck["param"].keys() != ck["adagrad"].keys():
             raise KeyError("param")
+        if not {"cfg", "iter", "rng"} <= info.keys() or not {"batch", "seq"} <= info["cfg"].keys():
+            raise KeyError("info")
     except UserError:
         raise
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):

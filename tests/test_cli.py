@@ -187,6 +187,10 @@ def _bad_inputs(d):
         damaged[i] ^= 0x5A
     (d / "damaged.npz").write_bytes(bytes(damaged))
     (d / "adir").mkdir(exist_ok=True)
+    with np.load(d / "lstm.npz", allow_pickle=False) as z:  # whole arrays, incomplete info
+        arrays = {k: z[k] for k in z.files}
+    arrays["info"] = np.array('{"kind": "lstm"}')
+    np.savez(d / "no-info.npz", **arrays)
     tiny = ["--hidden", "4", "--batch", "2", "--seq", "8", "--iters", "2"]
     return {
         "missing path": ("lstm", [d / "nope.txt", *tiny], "no such file"),
@@ -201,6 +205,7 @@ def _bad_inputs(d):
         "another vocabulary": ("lstm", [d / "other.txt", "--load", d / "lstm.npz", "--iters", "2"], "vocabulary"),
         "truncated checkpoint": ("lstm", [text, "--load", d / "truncated.npz"], "damaged"),
         "damaged checkpoint": ("lstm", ["--load", d / "damaged.npz", "--sample", "5"], "damaged"),
+        "checkpoint without sizes": ("lstm", [text, "--load", d / "no-info.npz"], "damaged"),
         "not an npz": ("lstm", ["--load", d / "not-npz.npz", "--sample", "5"], "damaged"),
         "missing checkpoint": ("rnn", ["--load", d / "nope.npz", "--sample", "5"], "no such checkpoint"),
         "prime outside the vocabulary": ("lstm", ["--load", d / "lstm.npz", "--sample", "5", "--prime", "@#"],
@@ -232,7 +237,7 @@ def _bad_inputs(d):
 BAD = [  # the keys of _bad_inputs, listed here so that each case is a test of its own
     "missing path", "a directory", "empty file", "shorter than seq+1", "no validation split",
     "undecodable bytes", "unknown encoding", "rnn checkpoint into lstm", "rnn checkpoint sampled by lstm",
-    "another vocabulary", "truncated checkpoint", "damaged checkpoint", "not an npz", "missing checkpoint",
+    "another vocabulary", "truncated checkpoint", "damaged checkpoint", "checkpoint without sizes", "not an npz", "missing checkpoint",
     "prime outside the vocabulary", "--sample without --load", "--hidden 0", "--batch -1", "--seq 0",
     "--layers -2", "--hidden abc", "--hidden 2.5", "--lr -1", "--lr nan", "--clip -5", "--temperature 0",
     "--val-frac 1.5", "--dtype float16", "--seed -1", "--iters -3", "--time inf", "--sample -5",
