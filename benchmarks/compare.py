@@ -442,7 +442,10 @@ def machine():
     except (OSError, StopIteration):
         pass
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.platform()}, {cpu}, nproc {nproc}"
+    load = ""
+    if hasattr(os, "getloadavg"):  # other jobs on a shared machine show here
+        load = ", load average {:.1f} / {:.1f} / {:.1f} at the end (1 / 5 / 15 min)".format(*os.getloadavg())
+    return f"{platform.platform()}, {cpu}, nproc {nproc}{load}"
 
 
 def rate(x):
