@@ -539,6 +539,12 @@ def step(params, x, state):
     return hcat @ params["Wy"] + r.reshape(r.shape[0], -1) @ params["Wry"] + params["by"], state
 
 
+def discrete_choices(cache):
+    """The free-list orders phi (S, B, N) of a forward: the gradient treats them as
+    constants (§5), so a gradient check must not difference across a change of them."""
+    return np.stack([step[-1][2][1] for step in cache[3]])
+
+
 def model_cfg(params, state):
     """The sizes, read off the arrays (so forward works for any params / state pair)."""
     B, R, N = state["wr"].shape
