@@ -218,6 +218,7 @@ def test_low_temperature_is_greedy(model):
 def test_checkpoint_round_trip(tmp_path, model):
     vocab = common.Vocab("xyz\n")
     params = _tiny_model(model, len(vocab))
+    model.cfg = dict(model.cfg, batch=2, seq=4)  # run() stores the batching with the sizes
     opt = common.Adagrad(params)
     opt.mem = {k: np.abs(v) for k, v in params.items()}
     state = model.init_state(model.cfg, params, 2)
