@@ -23,22 +23,93 @@ KIND = "lstm"
 
 # ----------------------------------------------------------------------------------
 # The cell: one time step forward and backward
+#
+# Speed notes (the code is written for float32 training, where the cost of a step is
+# a handful of small NumPy calls besides one matrix product):
+#   - all four gate nonlinearities take one exp over the whole (B, G) block, since
+#     sigmoid(z) = 1 / (1 + exp(-z)) and tanh(z) = 2 sigmoid(2z) - 1; NumPy's float32
+#     exp is about twice as fast as its tanh;
+#   - results go with out= into arrays the layer allocates once per window (a slice per
+#     step, never reused), instead of a fresh temporary per operation;
+#   - the backward's local derivatives need no recurrence, so the layer computes them
+#     for all the window's steps in one pass (lstm_local_derivatives), and only the
+#     recurrence itself (lstm_adjoint_step) runs step by step.
 
 
-def lstm_step_forward(zx, h_prev, c_prev, Wh):
+def lstm_step_forward(zx, h_prev, c_prev, Wh, out=None):
     """One step of the cell.
 
     zx (B, G): the input's share of the gate pre-activations, x Wx + b
-    h_prev, c_prev (B, H), Wh (H, G)  ->  h, c (B, H), cache
+    h_prev, c_prev (B, H), Wh (H, G)  ->  h, c (B, H), cache = (a, c_prev, tc)
+        a (B, G): the gate activations [i, f, o, g];  tc (B, H): tanh(c)
+    out: None, or the arrays (a (B, G), c, tc, h (B, H)) to write the results into
     """
-    H = h_prev.shape[1]
-    z = zx + h_prev @ Wh  # (B, G)
-    ifo = common.sigmoid(z[:, :3 * H])  # (B, 3H) input, forget, output gates
-    g = np.tanh(z[:, 3 * H:])  # (B, H) candidate
-    c = ifo[:, H:2 * H] * c_prev + ifo[:, :H] * g
-    tc = np.tanh(c)
-    h = ifo[:, 2 * H:] * tc
-    return h, c, (ifo, g, c_prev, tc)
+    B, H = h_prev.shape
+    if out is None:
+        out = (np.empty((B, 4 * H), zx.dtype),) + tuple(np.empty((B, H), zx.dtype) for _ in range(3))
+    a, c, tc, h = out
+    np.matmul(h_prev, Wh, out=a)
+    a += zx  # (B, G) pre-activations z
+    ifo, g = a[:, :3 * H], a[:, 3 * H:]  # views: every line below works in place in a
+    np.negative(ifo, out=ifo)  # -z for the sigmoids
+    g *= -2  # -2z for tanh(z) = 2 / (1 + exp(-2z)) - 1
+    with np.errstate(over="ignore"):  # exp overflows to inf for z << 0: the gate is exactly 0
+        np.exp(a, out=a)
+    a += 1
+    np.divide(1, ifo, out=ifo)  # i, f, o = sigmoid(z)
+    np.divide(2, g, out=g)
+    g -= 1  # g = tanh(z)
+    np.multiply(a[:, H:2 * H], c_prev, out=c)  # f * c_prev
+    c += np.multiply(a[:, :H], g, out=h)  # + i * g  (h is scratch until its last line)
+    np.tanh(c, out=tc)
+    np.multiply(a[:, 2 * H:3 * H], tc, out=h)  # h = o * tanh(c)
+    return h, c, (a, c_prev, tc)
+
+
+def lstm_local_derivatives(a, c_prev, tc):
+    """The derivatives of the cell's outputs with respect to its gates, which the backward
+    multiplies by the adjoints. Elementwise: one step (B, .) or a window (S, B, .) at once.
+
+    a (..., G) gate activations [i, f, o, g], c_prev, tc (..., H) from the forward cache
+    -> k (..., G): dz = k * [dc, dc, dh, dc], gate by gate:
+           [g i(1-i), c_prev f(1-f), tanh(c) o(1-o), i (1-g^2)]
+       kc (..., H): o (1 - tanh(c)^2), the path dh -> dc through h = o tanh(c)
+    """
+    H = tc.shape[-1]
+    i, o, g = a[..., :H], a[..., 2 * H:3 * H], a[..., 3 * H:]
+    k = np.subtract(1, a)  # (..., G)
+    k *= a  # s (1 - s), the sigmoids' derivative (meaningful on i, f, o)
+    k[..., :H] *= g  # di = dc g i(1-i)
+    k[..., H:2 * H] *= c_prev  # df = dc c_prev f(1-f)
+    k[..., 2 * H:3 * H] *= tc  # do = dh tanh(c) o(1-o)
+    kg = np.multiply(g, g, out=k[..., 3 * H:])
+    np.subtract(1, kg, out=kg)
+    kg *= i  # dg = dc i (1 - g^2), through tanh
+    kc = np.multiply(tc, tc)
+    np.subtract(1, kc, out=kc)
+    kc *= o  # dc += dh o (1 - tanh(c)^2)
+    return k, kc
+
+
+def lstm_adjoint_step(dh, dc, k, kc, f, Wh, out=None):
+    """The recurrence of the backward at one step, given lstm_local_derivatives.
+
+    dh (B, H): adjoint of h from above and from step t+1;  dc (B, H): adjoint of c from t+1
+    k (B, G), kc (B, H): local derivatives;  f (B, H): the forget gate;  Wh (H, G)
+    -> dz (B, G), dh_prev, dc_prev (B, H)
+    out: None, or the arrays (dz (B, G), dh_prev, dc_prev (B, H)) to write the results into
+    """
+    B, H = dh.shape
+    if out is None:
+        out = (np.empty((B, 4 * H), dh.dtype), np.empty((B, H), dh.dtype), np.empty((B, H), dh.dtype))
+    dz, dh_prev, dc_prev = out
+    dc_all = np.multiply(dh, kc, out=dc_prev)  # through h = o * tanh(c) ...
+    dc_all += dc  # ... plus the adjoint from t+1 (dc_prev is scratch until its last line)
+    np.multiply(k.reshape(B, 4, H), dc_all[:, None, :], out=dz.reshape(B, 4, H))  # di, df, dg
+    np.multiply(k[:, 2 * H:3 * H], dh, out=dz[:, 2 * H:3 * H])  # do, from dh, not dc
+    np.matmul(dz, Wh.T, out=dh_prev)
+    np.multiply(dc_all, f, out=dc_prev)  # c = f * c_prev + ...
+    return dz, dh_prev, dc_prev
 
 
 def lstm_step_backward(dh, dc, cache, Wh):
@@ -48,17 +119,10 @@ def lstm_step_backward(dh, dc, cache, Wh):
     -> dz (B, G) adjoint of the pre-activations, dh_prev, dc_prev (B, H)
     The weight gradients are left to the caller, which sums them over all steps at once.
     """
-    ifo, g, c_prev, tc = cache
-    H = g.shape[1]
-    i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
-    dc = dc + dh * o * (1 - tc * tc)  # through h = o * tanh(c)
-    dz = np.empty((g.shape[0], 4 * H), g.dtype)
-    dz[:, :H] = dc * g  # di
-    dz[:, H:2 * H] = dc * c_prev  # df
-    dz[:, 2 * H:3 * H] = dh * tc  # do
-    dz[:, :3 * H] *= ifo * (1 - ifo)  # through the sigmoids
-    dz[:, 3 * H:] = dc * i * (1 - g * g)  # dg through tanh
-    return dz, dz @ Wh.T, dc * f
+    a, c_prev, tc = cache
+    H = tc.shape[1]
+    k, kc = lstm_local_derivatives(a, c_prev, tc)
+    return lstm_adjoint_step(dh, dc, k, kc, a[:, H:2 * H], Wh)
 
 
 # ----------------------------------------------------------------------------------
@@ -66,25 +130,35 @@ def lstm_step_backward(dh, dc, cache, Wh):
 
 
 def lstm_layer_forward(zx, h0, c0, Wh):
-    """zx (S, B, G), h0, c0 (B, H) -> hs (S+1, B, H) with hs[0] = h0, last c (B, H), caches"""
+    """zx (S, B, G), h0, c0 (B, H) -> hs (S+1, B, H) with hs[0] = h0, last c (B, H), cache
+
+    The cache holds the window's arrays, written step by step by lstm_step_forward:
+    a (S, B, G) gate activations, cs (S+1, B, H) with cs[0] = c0, tcs (S, B, H) tanh(c)."""
     S, B, H = zx.shape[0], h0.shape[0], h0.shape[1]
-    hs = np.empty((S + 1, B, H), zx.dtype)
-    hs[0] = h0
-    c, caches = c0, []
+    a = np.empty(zx.shape, zx.dtype)
+    hs, cs = np.empty((S + 1, B, H), zx.dtype), np.empty((S + 1, B, H), zx.dtype)
+    tcs = np.empty((S, B, H), zx.dtype)
+    hs[0], cs[0] = h0, c0
     for t in range(S):
-        hs[t + 1], c, cache = lstm_step_forward(zx[t], hs[t], c, Wh)
-        caches.append(cache)
-    return hs, c, caches
+        lstm_step_forward(zx[t], hs[t], cs[t], Wh, out=(a[t], cs[t + 1], tcs[t], hs[t + 1]))
+    return hs, cs[-1].copy(), (a, cs, tcs)
 
 
-def lstm_layer_backward(dhs, caches, Wh):
+def lstm_layer_backward(dhs, cache, Wh):
     """dhs (S, B, H): adjoints of the layer's outputs -> dzs (S, B, G)
     The window's backward starts with zero adjoints from beyond its last step."""
-    S = dhs.shape[0]
-    dzs = np.empty(dhs.shape[:2] + (Wh.shape[1],), dhs.dtype)
-    dh_next = dc_next = np.zeros_like(dhs[0])
+    a, cs, tcs = cache
+    S, B, H = dhs.shape
+    k, kc = lstm_local_derivatives(a, cs[:-1], tcs)  # (S, B, G), (S, B, H): all steps at once
+    f = a[:, :, H:2 * H]  # (S, B, H) forget gates
+    dzs = np.empty_like(a)
+    dh_prevs, dc_prevs = np.empty_like(dhs), np.empty_like(dhs)  # [t]: from step t into t-1
+    dh = np.empty((B, H), dhs.dtype)
+    dh_next = dc_next = np.zeros((B, H), dhs.dtype)
     for t in reversed(range(S)):
-        dzs[t], dh_next, dc_next = lstm_step_backward(dhs[t] + dh_next, dc_next, caches[t], Wh)
+        np.add(dhs[t], dh_next, out=dh)  # from above and from step t+1
+        _, dh_next, dc_next = lstm_adjoint_step(dh, dc_next, k[t], kc[t], f[t], Wh,
+                                                out=(dzs[t], dh_prevs[t], dc_prevs[t]))
     return dzs
 
 
@@ -126,38 +200,45 @@ def forward(params, inputs, state):
     x, new_state, layers = None, {}, []
     for l in range(L):
         # the input's share of the gates for every step at once: a gather for layer 0
-        zx = params["Wx0"][inputs] if l == 0 else x @ params[f"Wx{l}"]  # (S, B, G)
-        zx += params[f"b{l}"]
-        hs, c, caches = lstm_layer_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
+        # (rows of Wx0 + b: the bias is added to the V rows once, not to all S*B gathered)
+        if l == 0:
+            zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, G)
+        else:
+            zx = x @ params[f"Wx{l}"]
+            zx += params[f"b{l}"]
+        hs, c, cache = lstm_layer_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
         new_state[f"h{l}"], new_state[f"c{l}"] = hs[-1].copy(), c
-        layers.append((x, hs, caches))
+        layers.append((x, hs, cache))
         x = hs[1:]  # (S, B, H) input of the next layer
-    logits = x @ params["Wy"] + params["by"]  # (S, B, V)
-    return logits, new_state, (inputs, params, layers)
+    S, B, H = x.shape
+    logits = x.reshape(S * B, H) @ params["Wy"]
+    logits += params["by"]
+    return logits.reshape(S, B, -1), new_state, (inputs, params, layers)
 
 
 def backward(dlogits, cache):
     """dlogits (S, B, V) -> grads with the keys of params"""
     inputs, params, layers = cache
-    V = dlogits.shape[-1]
+    S, B, V = dlogits.shape
     grads = {}
     x_top = layers[-1][1][1:]  # (S, B, H)
     H = x_top.shape[-1]
-    grads["Wy"] = x_top.reshape(-1, H).T @ dlogits.reshape(-1, V)
-    grads["by"] = dlogits.sum((0, 1))
-    dx = dlogits @ params["Wy"].T  # (S, B, H)
+    dflat = dlogits.reshape(S * B, V)
+    grads["Wy"] = x_top.reshape(S * B, H).T @ dflat
+    grads["by"] = dflat.sum(0)
+    dx = (dflat @ params["Wy"].T).reshape(S, B, H)
     for l in reversed(range(len(layers))):
-        x, hs, caches = layers[l]
-        dzs = lstm_layer_backward(dx, caches, params[f"Wh{l}"])  # (S, B, G)
-        flat = dzs.reshape(-1, 4 * H)
+        x, hs, cache_l = layers[l]
+        dzs = lstm_layer_backward(dx, cache_l, params[f"Wh{l}"])  # (S, B, G)
+        flat = dzs.reshape(S * B, 4 * H)
         # weight gradients summed over all steps in single matrix products
-        grads[f"Wh{l}"] = hs[:-1].reshape(-1, H).T @ flat
+        grads[f"Wh{l}"] = hs[:-1].reshape(S * B, H).T @ flat
         grads[f"b{l}"] = flat.sum(0)
         if l == 0:
             grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
         else:
-            grads[f"Wx{l}"] = x.reshape(-1, H).T @ flat
-            dx = dzs @ params[f"Wx{l}"].T  # into the layer below
+            grads[f"Wx{l}"] = x.reshape(S * B, H).T @ flat
+            dx = (flat @ params[f"Wx{l}"].T).reshape(S, B, H)  # into the layer below
     return grads
 
 
