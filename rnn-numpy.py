@@ -22,11 +22,14 @@ KIND = "rnn"
 # The cell: one time step forward and backward
 
 
-def rnn_step_forward(zx, h_prev, Wh):
+def rnn_step_forward(zx, h_prev, Wh, out=None):
     """zx (B, H): the input's share x Wx + b;  h_prev (B, H), Wh (H, H) -> h (B, H)
 
-    The cache of this step is h itself (tanh' = 1 - h^2), kept by the caller."""
-    return np.tanh(zx + h_prev @ Wh)
+    The cache of this step is h itself (tanh' = 1 - h^2), kept by the caller.
+    out: None, or the (B, H) array to write h into (the layer passes a slice of hs)."""
+    h = np.matmul(h_prev, Wh, out=out)
+    h += zx
+    return np.tanh(h, out=h)
 
 
 def rnn_step_backward(dh, h, Wh):
@@ -45,7 +48,7 @@ def rnn_layer_forward(zx, h0, Wh):
     hs = np.empty((zx.shape[0] + 1,) + h0.shape, zx.dtype)
     hs[0] = h0
     for t in range(zx.shape[0]):
-        hs[t + 1] = rnn_step_forward(zx[t], hs[t], Wh)
+        rnn_step_forward(zx[t], hs[t], Wh, out=hs[t + 1])
     return hs
 
 
@@ -94,8 +97,12 @@ def forward(params, inputs, state):
     x, new_state, layers = None, {}, []
     for l in range(len(state)):
         # the input's share for every step at once: a gather for layer 0
-        zx = params["Wx0"][inputs] if l == 0 else x @ params[f"Wx{l}"]  # (S, B, H)
-        zx += params[f"b{l}"]
+        # (rows of Wx0 + b: the bias is added to the V rows once, not to all S*B gathered)
+        if l == 0:
+            zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, H)
+        else:
+            zx = x @ params[f"Wx{l}"]
+            zx += params[f"b{l}"]
         hs = rnn_layer_forward(zx, state[f"h{l}"], params[f"Wh{l}"])
         new_state[f"h{l}"] = hs[-1].copy()
         layers.append((x, hs))
