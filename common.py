@@ -546,6 +546,15 @@ def fraction(s):
     return v
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones (None, False, "")."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -554,7 +563,7 @@ class Parser(argparse.ArgumentParser):
 
 def make_parser(model, description, defaults):
     p = Parser(prog=f"{model.KIND}-numpy.py", description=description,
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("text", nargs="?", help="training text (default: data/alice29.txt, downloaded on first use)")
     p.add_argument("--hidden", type=positive_int, default=defaults.get("hidden", 128), help="H, units per layer")
     p.add_argument("--layers", type=positive_int, default=defaults.get("layers", 1), help="L, stacked layers")

@@ -13,7 +13,6 @@ temporal links and a NaN hunt. Exits 1 on any failure.
 The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
 the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
 """
-import argparse
 import sys
 
 import numpy as np
@@ -209,7 +208,7 @@ def check_no_nan(cfg, rng):
 
 def main(argv=None):
     p = common.Parser(prog="dnc-debug.py", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                      formatter_class=common.HelpFormatter)
     p.add_argument("--hidden", type=common.positive_int, default=6, help="H, controller units")
     p.add_argument("--layers", type=common.positive_int, default=1, help="controller layers")
     p.add_argument("--memory", type=common.positive_int, default=6, help="N, memory slots")
@@ -217,7 +216,7 @@ def main(argv=None):
     p.add_argument("--reads", type=common.positive_int, default=2, help="R, read heads")
     p.add_argument("--batch", type=common.positive_int, default=2, help="B")
     p.add_argument("--seq", type=common.positive_int, default=5, help="S, steps of the whole-model check")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=common.nonneg_int, default=0, help="fixes the random parameters and inputs")
     p.add_argument("--checks", type=common.positive_int, default=10, help="entries checked per tensor")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
