@@ -26,3 +26,17 @@ def test_compare_quick_without_peers(tmp_path):
             assert cells[1].replace(",", "").rstrip("k").replace(".", "").isdigit(), row  # ours: a rate
     assert "## The numpy GEMM ceiling" in table
     assert "## Where our iterations go" in table
+
+
+def test_stability_short_run(tmp_path):
+    """benchmarks/stability.py (the long NaN hunt) runs end to end on a small text."""
+    from conftest import make_text
+
+    text = tmp_path / "text.txt"
+    text.write_text(make_text(600))
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "stability.py"), "--model", "dnc",
+           "--text", str(text), "--iters", "4", "--every", "2", "--batch", "4", "--seq", "8"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("params, Adagrad memory and state all finite") == 2
+    assert "every value finite" in p.stdout
