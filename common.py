@@ -499,44 +499,24 @@ class Progress:
 # Command line and the training loop
 
 
-def positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
+def bounded(convert, what, ok, need):
+    """An argparse type: convert(s) must succeed (else "'s' is not <what>") and satisfy
+    ok(value) (else "must be <need>"); both become one line on stderr and exit 2."""
+    def parse(s):
+        try:
+            v = convert(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not {what}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {s}")
+        return v
+    return parse
 
 
-def nonneg_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
-    return v
-
-
-def positive_float(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
-
-
-def nonneg_float(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {s}")
-    return v
+positive_int = bounded(int, "a whole number", lambda v: v > 0, "positive")
+nonneg_int = bounded(int, "a whole number", lambda v: v >= 0, "zero or more")
+positive_float = bounded(float, "a number", lambda v: v > 0 and math.isfinite(v), "a positive number")
+nonneg_float = bounded(float, "a number", lambda v: v >= 0 and math.isfinite(v), "zero or more")
 
 
 def fraction(s):
