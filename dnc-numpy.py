@@ -546,11 +546,14 @@ def discrete_choices(cache):
 
 
 def model_cfg(params, state):
-    """The sizes, read off the arrays (so forward works for any params / state pair)."""
+    """The sizes, read off the arrays, so forward works for any params / state pair; and
+    the one option that no array shows, --stop-usage-grad, from the run's configuration
+    (common.py sets this module's `cfg`, as for every model; off when it is not set)."""
     B, R, N = state["wr"].shape
+    run_cfg = globals().get("cfg") or {}
     return {"hidden": params["Wh0"].shape[0], "layers": sum(k.startswith("Wh") for k in params),
             "memory": N, "width": state["M"].shape[2], "reads": R,
-            "stop_usage_grad": bool(globals().get("cfg", {}).get("stop_usage_grad", False))}
+            "stop_usage_grad": bool(run_cfg.get("stop_usage_grad", False))}
 
 
 if __name__ == "__main__":
