@@ -76,14 +76,14 @@ def read_text(path, encoding="utf-8"):
                         f"try --encoding latin-1 or the file's real encoding") from None
 
 
-def default_text():
+def default_text(script="lstm-numpy.py"):
     """data/alice29.txt, downloaded by data/download.py the first time it is needed."""
     if not os.path.exists(DEFAULT_TEXT):
         download = load_script(os.path.join("data", "download.py"))
         try:
             download.fetch("alice29", os.path.dirname(DEFAULT_TEXT))
         except download.DownloadError as e:
-            raise UserError(f"{e}; pass a text file instead: python script.py my.txt") from None
+            raise UserError(f"{e}; or pass a text file: python {script} my.txt") from None
     return DEFAULT_TEXT
 
 
@@ -615,7 +615,7 @@ def run(model, args):
         print(args.prime + sample(model, params, ck["vocab"], args.sample, args.temperature, args.prime, rng))
         return 0
 
-    text = read_text(args.text or default_text(), args.encoding)
+    text = read_text(args.text or default_text(f"{model.KIND}-numpy.py"), args.encoding)
     if ck is not None:
         vocab = ck["vocab"]
         if sorted(set(text)) != vocab.chars:
