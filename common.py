@@ -18,6 +18,9 @@ A model object provides:
     forward(params, inputs (S, B) int, state) -> logits (S, B, V), last state, cache
     backward(dlogits (S, B, V), cache) -> grads, a dict with the keys of params
     step(params, x (B,) int, state) -> logits (B, V), state   (one character, for sampling)
+and optionally
+    discrete_choices(cache) -> array   the piecewise choices a forward made (the DNC's
+                              free-list order), which the gradient check must not cross
 """
 import argparse
 import importlib.util

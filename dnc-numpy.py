@@ -207,10 +207,9 @@ def allocation_backward(da, cache):
     a = np.zeros_like(us)
     a[:, :-1] = us[:, 1:]  # a_k = u_{k+1}
     d = 1
-    while d < N:
+    while d < N:  # a_k stays 0 for k >= N - d: T is zero past the last slot
         c[:, :-d] += a[:, :-d] * c[:, d:]
         a[:, :-d] *= a[:, d:]
-        a[:, -d:] = 0  # T is zero past the last slot
         d *= 2
     du = np.empty_like(da)
     du[rows, phi] = P * (c - das) * (1 - EPS)
