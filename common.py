@@ -1,7 +1,8 @@
-"""What every model script shares: text and vocabulary, batching, softmax and
-cross-entropy, Adagrad, the gradient check, BPC, sampling, checkpoints, progress
-lines and the command line. The models themselves live in rnn-numpy.py,
-lstm-numpy.py and dnc-numpy.py; each hands a small "model" object to main().
+"""What every model shares: text and vocabulary, batching, softmax and cross-entropy
+(with a mask of the scored steps), dropout, Adagrad, the gradient check, BPC, sampling,
+checkpoints and the command line's number types. The models live in rnn-numpy.py,
+lstm-numpy.py and dnc-numpy.py; each hands itself, a small "model" module, to
+train.main(), which holds the one training loop for texts and memory tasks.
 
 Shape legend (used in every docstring and `# (B, H)` comment of the project):
     B  batch (parallel cursors over the text)     S  time steps per window (truncated BPTT)
@@ -12,30 +13,31 @@ Shape legend (used in every docstring and `# (B, H)` comment of the project):
 A model object provides:
     KIND                      'rnn', 'lstm' or 'dnc' (stored in checkpoints)
     add_arguments(parser)     its own options (sizes)
-    config(args) -> dict      the sizes that define it (stored in checkpoints)
+    config(args) -> dict      the sizes and options that define it (stored in checkpoints)
+    memory_floats(cfg, V, B, S) -> int   about how many floats training holds
     init_params(cfg, V, rng, dtype) -> dict of arrays
     init_state(cfg, params, B) -> dict of arrays, batch on axis 0, all zeros
-    forward(params, inputs (S, B) int, state) -> logits (S, B, V), last state, cache
+    forward(params, inputs (S, B) int, state, cfg=None, rng=None) -> logits (S, B, V),
+                              last state, cache; dropout only when cfg asks and rng is given
     backward(dlogits (S, B, V), cache) -> grads, a dict with the keys of params
     step(params, x (B,) int, state) -> logits (B, V), state   (one character, for sampling)
 and optionally
     discrete_choices(cache) -> array   the piecewise choices a forward made (the DNC's
                               free-list order), which the gradient check must not cross
+    memory_pictures(params, inputs, cfg) -> list of (label, (K, T) array)   what --show draws
+The configuration is passed explicitly; no module holds a mutable global.
 """
 import argparse
 import importlib.util
 import json
 import math
 import os
-import signal
 import sys
-import time
 import zipfile
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_TEXT = os.path.join(HERE, "data", "alice29.txt")
 LN2 = math.log(2.0)
 
 
@@ -79,15 +81,20 @@ def read_text(path, encoding="utf-8"):
                         f"try --encoding latin-1 or the file's real encoding") from None
 
 
+def corpus_files(name, script="lstm-numpy.py"):
+    """A corpus that data/download.py knows (alice29, tinyshakespeare, ptb, text8, enwik8),
+    fetched the first time it is needed. -> {"train": path, "valid": path or None,
+    "test": path or None, "encoding": ...}: the official split where the corpus has one."""
+    download = load_script(os.path.join("data", "download.py"))
+    try:
+        return download.splits(name, os.path.join(HERE, "data"))
+    except download.DownloadError as e:
+        raise UserError(f"{e}; or pass a text file: python {script} my.txt") from None
+
+
 def default_text(script="lstm-numpy.py"):
-    """data/alice29.txt, downloaded by data/download.py the first time it is needed."""
-    if not os.path.exists(DEFAULT_TEXT):
-        download = load_script(os.path.join("data", "download.py"))
-        try:
-            download.fetch("alice29", os.path.dirname(DEFAULT_TEXT))
-        except download.DownloadError as e:
-            raise UserError(f"{e}; or pass a text file: python {script} my.txt") from None
-    return DEFAULT_TEXT
+    """data/alice29.txt, downloaded the first time it is needed."""
+    return corpus_files("alice29", script)["train"]
 
 
 class Vocab:
@@ -100,11 +107,21 @@ class Vocab:
     def __len__(self):
         return len(self.chars)
 
-    def encode(self, text):
+    def encode(self, text, where="the text"):
+        """text -> ids (n,), uint8 when V <= 256 (a 100 MB corpus stays 100 MB), else int32.
+        Vectorised: the text's code points through a lookup table, no Python loop."""
         try:
-            return np.array([self.index[ch] for ch in text], dtype=np.int64)
-        except KeyError as e:
-            raise UserError(f"character {e.args[0]!r} is not in the model's vocabulary") from None
+            codes = np.frombuffer(text.encode("latin-1"), np.uint8)  # one byte per character
+        except UnicodeEncodeError:
+            codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        table = np.full(max(int(codes.max(initial=0)), max(map(ord, self.chars), default=0)) + 1, -1, np.int32)
+        table[[ord(ch) for ch in self.chars]] = np.arange(len(self.chars))
+        ids = table[codes]
+        if len(ids) and ids.min() < 0:
+            ch = chr(int(codes[np.argmax(ids < 0)]))
+            raise UserError(f"character {ch!r} of {where} is not in the model's vocabulary "
+                            f"(the {len(self)} characters of the training text)")
+        return ids.astype(np.uint8 if len(self.chars) <= 256 else np.int32)
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in ids)
@@ -117,8 +134,9 @@ class Vocab:
         return cls("".join(chr(c) for c in codes))
 
 
-def split_data(ids, val_frac, S):
-    """Train on the first (1 - val_frac) of the ids, validate on the last val_frac."""
+def split_data(ids, val_frac, S, B=1):
+    """Train on the first (1 - val_frac) of the ids, validate on the last val_frac
+    (views of ids, not copies). Each of the B streams needs a window of S + 1."""
     n_val = int(len(ids) * val_frac)
     train, val = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
     if len(train) < S + 1:
@@ -127,6 +145,9 @@ def split_data(ids, val_frac, S):
     if val_frac > 0 and len(val) < 2:
         raise UserError(f"the text is too short to leave a validation split "
                         f"(--val-frac {val_frac} gives {len(val)} characters); use --val-frac 0")
+    if len(train) // B < S + 1:
+        raise UserError(f"--batch {B} streams of --seq {S} need at least {B * (S + 1)} training "
+                        f"characters; the text has {len(train)} (lower --batch or --seq)")
     return train, val
 
 
@@ -183,24 +204,31 @@ def log_softmax(x, axis=-1):
     return z
 
 
-def cross_entropy(logits, targets):
-    """Mean negative log-likelihood in nats over every (S, B) position, and its gradient.
+def cross_entropy(logits, targets, mask=None):
+    """Mean negative log-likelihood in nats over the scored (S, B) positions, and its
+    gradient: every position of a text, only the answer steps of a memory task.
 
-    logits (S, B, V), targets (S, B) int -> loss float, dlogits (S, B, V)
+    logits (S, B, V), targets (S, B) int, mask None (all scored) or (S, B) bool
+    -> loss float, dlogits (S, B, V)
     """
     V = logits.shape[-1]
     flat = logits.reshape(-1, V)  # (N, V), N = S*B
     t = targets.reshape(-1)  # (N,)
     N = t.size
     rows = np.arange(N)
+    # each position's weight in the mean: 1/N for a text, 1/(answer steps) on a task's answers
+    if mask is None:
+        w = np.full(N, 1 / N, logits.dtype)
+    else:
+        w = (mask.reshape(-1) / max(int(mask.sum()), 1)).astype(logits.dtype)
     # log-softmax as in log_softmax, but keeping exp(z) for the gradient: one array, in place
     e = flat - flat.max(axis=1, keepdims=True)  # (N, V) z, shifted so that its max is 0
     zt = e[rows, t]  # (N,) z of the targets
     np.exp(e, out=e)  # (N, V) exp(z)
     s = e.sum(axis=1)  # (N,) the softmax denominators, each >= 1
-    loss = (np.log(s) - zt).mean(dtype=np.float64)  # -log p(target) = log(sum exp z) - z_target
-    e *= (1 / (N * s))[:, None]  # the softmax p, already divided by N since the loss is a mean
-    e[rows, t] -= 1 / N  # backprop into the logits: (p - onehot(target)) / N
+    loss = np.dot((np.log(s) - zt).astype(np.float64), w)  # -log p(target) = log(sum exp z) - z_target
+    e *= (w / s)[:, None]  # the softmax p, already weighted as in the mean
+    e[rows, t] -= w  # backprop into the logits: w (p - onehot(target))
     return float(loss), e.reshape(logits.shape)
 
 
@@ -238,30 +266,28 @@ def gather_backward(ids, dout, V):
     return onehot @ dout.reshape(ids.size, -1)  # (V, K)
 
 
-def loss_and_grads(model, params, inputs, targets, state):
-    """One window: forward, mean cross-entropy, backward. -> loss, grads, last state"""
-    logits, state, cache = model.forward(params, inputs, state)
-    loss, dlogits = cross_entropy(logits, targets)
+def dropout(x, p, rng):
+    """Inverted dropout (Zaremba et al. 2014): each entry kept with probability 1 - p and
+    scaled by 1 / (1 - p), so that nothing needs rescaling when dropout is off.
+    x (...) -> x * mask, mask (...); x itself and mask None when p is 0 or rng is None."""
+    if not p or rng is None:
+        return x, None
+    mask = (rng.random(x.shape, dtype=np.float64) >= p).astype(x.dtype)
+    mask /= 1 - p
+    return x * mask, mask
+
+
+def dropout_backward(dy, mask):
+    """dy (...) adjoint of dropout's output -> the adjoint of its input (dy where mask is None)."""
+    return dy if mask is None else dy * mask
+
+
+def loss_and_grads(model, params, inputs, targets, state, cfg=None, mask=None, rng=None):
+    """One window or batch of episodes: forward, mean cross-entropy over the scored
+    steps (mask), backward. rng draws dropout masks (training only). -> loss, grads, last state"""
+    logits, state, cache = model.forward(params, inputs, state, cfg, rng)
+    loss, dlogits = cross_entropy(logits, targets, mask)
     return loss, model.backward(dlogits, cache), state
-
-
-def evaluate(model, params, ids, B, S):
-    """Mean nats per character over a whole held-out text, read as B contiguous streams
-    with the recurrent state carried from window to window."""
-    rows = max(1, min(B, (len(ids) - 1) // S))
-    m = (len(ids) - 1) // rows  # characters each stream predicts
-    stream = ids[:rows * m + 1]
-    idx = np.arange(rows)[None, :] * m + np.arange(m + 1)[:, None]  # (m+1, rows)
-    data = stream[idx]
-    state = model.init_state(model.cfg, params, rows)
-    total = 0.0
-    for t0 in range(0, m, S):
-        inputs, targets = data[t0:t0 + S], data[t0 + 1:t0 + S + 1]
-        inputs = inputs[:len(targets)]
-        logits, state, _ = model.forward(params, inputs, state)
-        logp = log_softmax(logits)
-        total -= np.take_along_axis(logp, targets[..., None], axis=-1).sum(dtype=np.float64)
-    return float(total / (m * rows))
 
 
 # ----------------------------------------------------------------------------------
@@ -362,32 +388,45 @@ def gradcheck_verdict(worst, count, tol, out=sys.stdout):
     return ok
 
 
-def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=sys.stdout):
-    """Float64 gradient check of every parameter of a model on random text, starting from
-    a carried (non-zero) state so the state path is checked too. -> worst relative error, number of parameters"""
+def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=sys.stdout,
+                          episodes=None):
+    """Float64 gradient check of every parameter of a model. -> worst relative error,
+    number of parameters.
+
+    On random text (episodes None) it starts from a carried (non-zero) state, so the
+    state path is checked too. With episodes = (inputs, targets, mask) of a memory task
+    it starts from zero, as every episode does, and the loss is the task's masked one.
+    With cfg["dropout"] > 0 every forward draws its masks from a generator made afresh
+    from one seed: the same masks each time, so the loss is a smooth function to difference."""
     rng = np.random.default_rng(seed)
-    model.cfg = cfg
     params = model.init_params(cfg, V, rng, np.float64)
     for v in params.values():  # move off the tidy initial values (zero biases etc.)
         v += 0.1 * rng.standard_normal(v.shape)
-    ids = rng.integers(0, V, size=(2 * S + 1, B))
-    state = model.init_state(cfg, params, B)
-    _, state, _ = model.forward(params, ids[:S], state)  # warm-up window: a carried state
-    inputs, targets = ids[S:2 * S], ids[S + 1:2 * S + 1]
+    if episodes is None:
+        ids = rng.integers(0, V, size=(2 * S + 1, B))
+        state = model.init_state(cfg, params, B)
+        _, state, _ = model.forward(params, ids[:S], state, cfg)  # warm-up window: a carried state
+        inputs, targets, mask = ids[S:2 * S], ids[S + 1:2 * S + 1], None
+    else:
+        inputs, targets, mask = episodes
+        state = model.init_state(cfg, params, inputs.shape[1])
+
+    def masks():  # the same dropout masks for every forward (None: no dropout)
+        return np.random.default_rng(seed + 1) if cfg.get("dropout") else None
 
     # a model with discrete choices inside (the DNC's sort of usages) names them, so that
     # a perturbation which changes them is skipped rather than differenced across a jump
     choices = getattr(model, "discrete_choices", None)
-    logits, _, cache = model.forward(params, inputs, copy_state(state))
+    logits, _, cache = model.forward(params, inputs, copy_state(state), cfg, masks())
     base = choices(cache) if choices else None
 
     def loss_fn(p):
-        logits, _, cache = model.forward(p, inputs, copy_state(state))
+        logits, _, cache = model.forward(p, inputs, copy_state(state), cfg, masks())
         if choices and not np.array_equal(choices(cache), base):
             return None
-        return cross_entropy(logits, targets)[0]
+        return cross_entropy(logits, targets, mask)[0]
 
-    _, grads, _ = loss_and_grads(model, params, inputs, targets, copy_state(state))
+    _, grads, _ = loss_and_grads(model, params, inputs, targets, copy_state(state), cfg, mask, masks())
     worst = gradcheck(loss_fn, params, grads, checks, rng, tol=tol, out=out)
     return worst, len(params)
 
@@ -396,10 +435,10 @@ def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6
 # Sampling
 
 
-def sample(model, params, vocab, n, temperature=1.0, prime="", rng=None, state=None):
+def sample(model, cfg, params, vocab, n, temperature=1.0, prime="", rng=None, state=None):
     """n characters drawn one at a time through model.step, after reading `prime`."""
     rng = rng if rng is not None else np.random.default_rng()
-    state = state if state is not None else model.init_state(model.cfg, params, 1)
+    state = state if state is not None else model.init_state(cfg, params, 1)
     ids = list(vocab.encode(prime)) if prime else [int(rng.integers(len(vocab)))]
     logits = None
     for i in ids:
@@ -417,13 +456,18 @@ def sample(model, params, vocab, n, temperature=1.0, prime="", rng=None, state=N
 # Checkpoints: one .npz, written atomically, read with allow_pickle=False
 
 
-def save_checkpoint(path, model, params, opt, vocab, meta, state, cursors, rng):
+def save_checkpoint(path, kind, cfg, params, opt, vocab, info, state, cursors, rng, best=None):
+    """Everything a run needs to go on bit for bit: the latest params (param/), Adagrad's
+    memory, the recurrent state, the text cursors and the RNG; and, when validation has
+    picked them, the params of the best validation so far (best/), which sampling and
+    evaluation use. vocab None for a memory task (its tokens are the task's)."""
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"adagrad/{k}": v for k, v in opt.mem.items()})
     arrays.update({f"state/{k}": v for k, v in state.items()})
-    arrays["vocab"] = vocab.codes()
+    arrays.update({f"best/{k}": v for k, v in (best or {}).items()})
+    arrays["vocab"] = vocab.codes() if vocab is not None else np.zeros(0, np.int64)
     arrays["cursors"] = cursors
-    info = dict(kind=model.KIND, cfg=model.cfg, rng=rng.bit_generator.state, **meta)
+    info = dict(info, kind=kind, cfg=cfg, rng=rng.bit_generator.state)
     arrays["info"] = np.array(json.dumps(info))
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -439,24 +483,31 @@ def save_checkpoint(path, model, params, opt, vocab, meta, state, cursors, rng):
 
 
 def load_checkpoint(path, kind):
-    """-> dict with info, params, adagrad, state, vocab, cursors; UserError if it is not
-    a whole checkpoint of this model kind."""
+    """-> dict with info, params, adagrad, state, best (the best params, or the latest
+    when the run kept none), vocab (None for a task), cursors; UserError if it is not a
+    whole checkpoint of this model kind."""
     if not os.path.isfile(path):
         raise UserError(f"no such checkpoint: {path}")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         info = json.loads(str(arrays.pop("info")))
-        ck = {"info": info, "vocab": Vocab.from_codes(arrays.pop("vocab")),
+        codes = arrays.pop("vocab")
+        ck = {"info": info, "vocab": Vocab.from_codes(codes) if codes.size else None,
               "cursors": arrays.pop("cursors")}
-        for part in ("param", "adagrad", "state"):
+        for part in ("param", "adagrad", "state", "best"):
             ck[part] = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(part + "/")}
         if info["kind"] != kind:
             raise UserError(f"{path} is a {info['kind']} checkpoint, not {kind}")
         if not ck["param"] or ck["param"].keys() != ck["adagrad"].keys():
             raise KeyError("param")
+        if ck["best"] and ck["best"].keys() != ck["param"].keys():
+            raise KeyError("best")
+        ck["best"] = ck["best"] or ck["param"]
         if not {"cfg", "iter", "rng"} <= info.keys() or not {"batch", "seq"} <= info["cfg"].keys():
             raise KeyError("info")
+        if (ck["vocab"] is None) != bool(info.get("task")):
+            raise KeyError("vocab")
     except UserError:
         raise
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
@@ -465,41 +516,7 @@ def load_checkpoint(path, kind):
 
 
 # ----------------------------------------------------------------------------------
-# Progress
-
-
-class Progress:
-    """The ancestor's progress line, with BPC averaged over the report window."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.window_nats, self.window_iters = 0.0, 0
-        self.chars, self.last_bpc = 0, float("nan")
-
-    def add(self, loss, chars):
-        self.window_nats += loss
-        self.window_iters += 1
-        self.chars += chars
-
-    def elapsed(self):
-        return time.perf_counter() - self.start
-
-    def recent_bpc(self):
-        """Mean BPC of the iterations since the last report (of the last report if none)."""
-        if self.window_iters:
-            self.last_bpc = bpc(self.window_nats / self.window_iters)
-        return self.last_bpc
-
-    def line(self, it, val=None):
-        t = self.elapsed()
-        train = self.recent_bpc()
-        self.window_nats, self.window_iters = 0.0, 0
-        s = f"{t:.3f} s, iter {it}, {train:.4f} BPC, {self.chars / t:.2f} char/s"
-        return s + (f", val {bpc(val):.4f} BPC" if val is not None else "")
-
-
-# ----------------------------------------------------------------------------------
-# Command line and the training loop
+# Command-line pieces every script (and dnc-debug.py, the benchmarks) uses
 
 
 def bounded(convert, what, ok, need):
@@ -542,162 +559,3 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def make_parser(model, description, defaults):
-    p = Parser(prog=f"{model.KIND}-numpy.py", description=description,
-               formatter_class=HelpFormatter)
-    p.add_argument("text", nargs="?", help="training text (default: data/alice29.txt, downloaded on first use)")
-    p.add_argument("--hidden", type=positive_int, default=defaults.get("hidden", 128), help="H, units per layer")
-    p.add_argument("--layers", type=positive_int, default=defaults.get("layers", 1), help="L, stacked layers")
-    p.add_argument("--batch", type=positive_int, default=defaults.get("batch", 32), help="B, parallel streams")
-    p.add_argument("--seq", type=positive_int, default=defaults.get("seq", 32), help="S, BPTT window length")
-    p.add_argument("--lr", type=positive_float, default=0.1, help="Adagrad learning rate")
-    p.add_argument("--clip", type=nonneg_float, default=defaults.get("clip", 5.0),
-                   help="global gradient-norm clip (0: off)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="fixes initialisation, batching and sampling")
-    p.add_argument("--time", type=nonneg_float, default=defaults.get("time", 120.0),
-                   help="stop after this many seconds of training (0: no limit)")
-    p.add_argument("--iters", type=nonneg_int, default=0, help="stop after this many iterations (0: no limit)")
-    p.add_argument("--report", type=positive_int, default=defaults.get("report", 100),
-                   help="iterations between progress lines")
-    p.add_argument("--val-frac", type=fraction, default=0.1, help="held-out tail of the text for validation")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
-    p.add_argument("--save", metavar="PATH", help="checkpoint written at every report, at the end and on Ctrl-C")
-    p.add_argument("--load", metavar="PATH", help="resume training (or sample) from this checkpoint")
-    p.add_argument("--sample", type=nonneg_int, default=0, metavar="N",
-                   help="with --load: print N sampled characters and exit")
-    p.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature")
-    p.add_argument("--prime", default="", help="text the model reads before sampling")
-    p.add_argument("--gradcheck", action="store_true", help="float64 gradient check of every parameter; exit 1 on failure")
-    p.add_argument("--checks", type=positive_int, default=10, help="gradient-check entries per parameter")
-    p.add_argument("--encoding", default="utf-8", help="text file encoding")
-    model.add_arguments(p)
-    return p
-
-
-def main(model, description, defaults=None, argv=None):
-    """Parse the command line and run: gradient check, sampling or training."""
-    args = make_parser(model, description, defaults or {}).parse_args(argv)
-    try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a NaN is caught by run
-            code = run(model, args)
-    except UserError as e:
-        print(f"{model.KIND}-numpy.py: error: {e}", file=sys.stderr)
-        code = 2
-    except MemoryError:
-        print(f"{model.KIND}-numpy.py: error: not enough memory for these sizes "
-              f"(lower --hidden, --layers, --batch or --seq)", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:  # Ctrl-C before training started (or while sampling)
-        print(f"{model.KIND}-numpy.py: interrupted", file=sys.stderr)
-        code = 130
-    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
-        code = 1
-    sys.exit(code)
-
-
-def run(model, args):
-    if args.gradcheck:
-        cfg = model.config(args)
-        tol = 1e-6
-        print(f"{model.KIND} gradient check, float64, sizes {cfg}")
-        worst, count = check_model_gradients(model, cfg, checks=args.checks, seed=args.seed, tol=tol)
-        return 0 if gradcheck_verdict(worst, count, tol) else 1
-
-    if args.sample and not args.load:
-        raise UserError("--sample needs a trained model: add --load PATH")
-    dtype = np.dtype(args.dtype)
-    ck = load_checkpoint(args.load, model.KIND) if args.load else None
-
-    if args.sample:
-        model.cfg = ck["info"]["cfg"]
-        params = {k: v.astype(dtype) for k, v in ck["param"].items()}
-        rng = np.random.default_rng(args.seed)
-        print(args.prime + sample(model, params, ck["vocab"], args.sample, args.temperature, args.prime, rng))
-        return 0
-
-    text = read_text(args.text or default_text(f"{model.KIND}-numpy.py"), args.encoding)
-    if ck is not None:
-        vocab = ck["vocab"]
-        if sorted(set(text)) != vocab.chars:
-            raise UserError(f"{args.load} was trained on another vocabulary "
-                            f"({len(vocab)} characters; this text has {len(set(text))})")
-        model.cfg = ck["info"]["cfg"]
-        B, S = model.cfg["batch"], model.cfg["seq"]
-    else:
-        vocab = Vocab(text)
-        model.cfg = dict(model.config(args), batch=args.batch, seq=args.seq)
-        B, S = args.batch, args.seq
-    train_ids, val_ids = split_data(vocab.encode(text), args.val_frac, S)
-    batches = Batches(train_ids, B, S)
-
-    if ck is None:
-        rng = np.random.default_rng(args.seed)
-        params = model.init_params(model.cfg, len(vocab), rng, dtype)
-        opt = Adagrad(params, args.lr)
-        state = model.init_state(model.cfg, params, B)
-        it = 0
-    else:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = ck["info"]["rng"]
-        params = {k: v.astype(dtype) for k, v in ck["param"].items()}
-        opt = Adagrad(params, args.lr)
-        opt.mem = {k: v.astype(dtype) for k, v in ck["adagrad"].items()}
-        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
-        it = ck["info"]["iter"]
-        batches.cursors[:] = ck["cursors"]
-        print(f"resumed {args.load} at iter {it}")
-
-    def check_finite(what, at):
-        """Stop, keeping the last good checkpoint, once the model has diverged."""
-        if not math.isfinite(what) or not all(np.isfinite(v).all() for v in params.values()):
-            kept = f"; the last good checkpoint is kept in {args.save}" if args.save and os.path.exists(args.save) else ""
-            raise UserError(f"loss became non-finite at iter {at} (try a lower --lr or a --clip){kept}")
-
-    def save():
-        if args.save:
-            check_finite(val if val is not None else 0.0, it)  # never overwrite a good checkpoint with NaN
-            save_checkpoint(args.save, model, params, opt, vocab, {"iter": it}, state, batches.cursors, rng)
-
-    print(f"{model.KIND}: {len(vocab)} symbols, {len(train_ids)} train / {len(val_ids)} val chars, "
-          f"{sum(v.size for v in params.values())} parameters, cfg {model.cfg}")
-    progress = Progress()
-    start_it, val = it, None
-    interrupted = []  # Ctrl-C only raises a flag: the iteration under way finishes whole
-    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-    try:
-        while not interrupted:
-            if (args.iters and it - start_it >= args.iters) or (args.time and progress.elapsed() >= args.time):
-                break
-            inputs, targets, reset = batches.next()
-            reset_rows(state, reset)
-            loss, grads, new_state = loss_and_grads(model, params, inputs, targets, state)
-            if not math.isfinite(loss):
-                check_finite(loss, it + 1)
-            clip_global_norm(grads, args.clip)
-            opt.step(params, grads)
-            state = new_state
-            it += 1
-            progress.add(loss, B * S)
-            if it % args.report == 0:
-                val = evaluate(model, params, val_ids, B, S) if len(val_ids) > 1 else None
-                print(progress.line(it, val), flush=True)
-                check_finite(val if val is not None else 0.0, it)
-                if it % (10 * args.report) == 0:
-                    print("----\n" + sample(model, params, vocab, 200, 1.0, "", rng) + "\n----", flush=True)
-                save()
-        if interrupted:
-            save()
-            print(f"interrupted at iter {it}" + (f"; saved {args.save}" if args.save else ""), file=sys.stderr)
-            return 130
-        if progress.window_iters or val is None:
-            val = evaluate(model, params, val_ids, B, S) if len(val_ids) > 1 else None
-        save()
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
-    val_text = f"{bpc(val):.4f}" if val is not None else "n/a"
-    print(f"done: iter {it}, train {progress.recent_bpc():.4f} BPC, val {val_text} BPC, "
-          f"{progress.chars / max(progress.elapsed(), 1e-9):.2f} char/s")
-    return 0

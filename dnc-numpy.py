@@ -4,13 +4,16 @@
     python dnc-numpy.py my.txt --memory 16 --width 16 --reads 4 --save dnc.npz
     python dnc-numpy.py --load dnc.npz --sample 500 --prime "Alice "
     python dnc-numpy.py --gradcheck            # every parameter; dnc-debug.py checks each op
+    python dnc-numpy.py --task copy --bits 6 --length 1-10 --save copy.npz
+    python dnc-numpy.py --load copy.npz --eval-lengths 5,10,20,40 --memory 48
+    python dnc-numpy.py --load copy.npz --show  # one episode: inputs, outputs, the memory at work
 
 Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
 memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py),
 R read heads and one write head: content addressing with strengths, dynamic allocation
 from usage and free gates, erase and write, the temporal link matrix and precedence,
 forward / backward / content read modes. Equation names and section numbers (§) refer
-to ../shared/docs/dnc-spec.md, which writes out every forward and backward formula used
+to docs/dnc.md, which explains and derives every forward and backward formula used
 here. Shapes follow the legend in common.py; every op below is vectorised over the batch
 B and the heads R, with no Python loop over rows, heads or slots.
 
@@ -18,13 +21,17 @@ Per time step t (§4):
     controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
     memory       read and write M with the parts of xi_t            -> r_t (B, R, W)
     output       logits_t = h_t W_y + r_t W_ry + b_y
-The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window.
+The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window (and
+starts from zero at every episode of a memory task). With --dropout p, the controller's
+h is masked between its layers and before the output layer, never on its recurrent
+connections, the interface or the reads.
 """
 import functools
 
 import numpy as np
 
 import common
+import train
 
 lstm = common.load_script("lstm-numpy.py")  # the controller cell, shared, not a copy
 
@@ -37,17 +44,20 @@ EPS = 1e-6  # inside the cosine's square roots (§7.1) and in the usage clamp (�
 
 
 def interface_size(R, W):
+    """The length of xi (§2): R read keys of W, R read strengths, a write key of W, a write
+    strength, erase and write vectors of W, R free gates, two gates, 3 modes per head."""
     return R * W + 3 * W + 5 * R + 3
 
 
 def oneplus(x):
-    """1 + softplus(x), written so that exp never overflows (§7.3)."""
+    """1 + softplus(x), written so that exp never overflows (§7.3). Its derivative is
+    sigmoid(x), which interface_forward recovers as -expm1(1 - oneplus(x)) (§5)."""
     return 1 + np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 @functools.lru_cache(maxsize=None)
 def interface_layout(R, W):
-    """Where each part sits in xi, in the paper's order: name -> slice."""
+    """Where each part sits in xi, in the paper's order (§2): name -> slice."""
     sizes = [("read_keys", R * W), ("read_strengths", R), ("write_key", W), ("write_strength", 1),
              ("erase", W), ("write_vector", W), ("free_gates", R), ("alloc_gate", 1), ("write_gate", 1),
              ("read_modes", 3 * R)]
@@ -58,6 +68,8 @@ def interface_layout(R, W):
 def interface_forward(xi, R, W):
     """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache
 
+    Squashing (§2): keys and write vector none, strengths oneplus (>= 1), erase vector and
+    the free, allocation and write gates sigmoid, read modes a softmax over each head's 3.
     The strengths lie in one block of xi [read strengths | write key | write strength] and
     the gates in another [erase | write vector | free gates | alloc gate | write gate]: each
     block goes through its squashing in one call and the parts are sliced out of it."""
@@ -88,7 +100,10 @@ def interface_forward(xi, R, W):
 
 
 def interface_backward(d, cache):
-    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)"""
+    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)
+
+    Each slice through its squashing's VJP (§5): unchanged for none, d * sigmoid(x) for
+    oneplus, d * s (1 - s) for a sigmoid s, m * (dm - <dm, m>) for each head's modes m."""
     xi, at, parts, lo, dstrengths = cache
     B = xi.shape[0]
     dxi = np.zeros_like(xi)
@@ -113,7 +128,7 @@ def interface_backward(d, cache):
 
 
 def content_forward(M, k, beta):
-    """Content weighting C(M, k, beta): cosine similarity sharpened by the strength.
+    """Content weighting C(M, k, beta) (§3): cosine similarity sharpened by the strength.
 
     M (B, N, W), k (B, K, W) one key per head, beta (B, K) -> C (B, K, N), cache
     a_n = sqrt(|M_n|^2 + eps), b = sqrt(|k|^2 + eps), D = M_n.k / (a_n b), C = softmax(beta D)
@@ -126,7 +141,10 @@ def content_forward(M, k, beta):
 
 
 def content_backward(dC, cache):
-    """dC (B, K, N) -> dM (B, N, W), dk (B, K, W), dbeta (B, K)"""
+    """dC (B, K, N) -> dM (B, N, W), dk (B, K, W), dbeta (B, K)
+
+    VJP (§5): dz = C (dC - <dC, C>), dbeta = sum_n dz_n D_n, dD = beta dz, s_n = dD_n / (a_n b);
+    dM_n = sum_keys (s_n k - dD_n D_n M_n / a_n^2), dk = sum_n s_n M_n - (sum_n dD_n D_n) k / b^2."""
     M, k, beta, a, b, D, C = cache
     dz = C * (dC - np.einsum("bkn,bkn->bk", dC, C)[:, :, None])  # softmax VJP
     dzD = dz * D
@@ -141,13 +159,17 @@ def content_backward(dC, cache):
 
 
 def retention_forward(free, wr_prev):
-    """Retention psi = prod_i (1 - f^i w^{r,i}_{t-1}).  free (B, R), wr_prev (B, R, N) -> psi (B, N)"""
+    """Retention psi = prod_i (1 - f^i w^{r,i}_{t-1}) (§3).
+    free (B, R), wr_prev (B, R, N) -> psi (B, N)"""
     q = 1 - free[:, :, None] * wr_prev  # (B, R, N)
     return q.prod(1), (free, wr_prev, q)
 
 
 def retention_backward(dpsi, cache):
-    """dpsi (B, N) -> dfree (B, R), dwr_prev (B, R, N). The leave-one-out products
+    """dpsi (B, N) -> dfree (B, R), dwr_prev (B, R, N)
+
+    VJP (§5), with q_i = 1 - f^i w^{r,i}_{t-1}: dq_i = dpsi prod_{j != i} q_j, then
+    dfree^i = -<dq_i, w^{r,i}_{t-1}> and dw^{r,i}_{t-1} = -f^i dq_i. The leave-one-out products
     prod_{j != i} q_j are products over the heads with q_i replaced by 1, never
     psi / q_i, which is 0/0 when a head freed a slot completely (§7.6)."""
     free, wr_prev, q = cache
@@ -159,13 +181,16 @@ def retention_backward(dpsi, cache):
 
 
 def usage_forward(u_prev, ww_prev, psi):
-    """Usage u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t, all (B, N)."""
+    """Usage u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) psi_t, all (B, N) (§3)."""
     u_tilde = u_prev + ww_prev - u_prev * ww_prev
     return u_tilde * psi, (u_prev, ww_prev, psi, u_tilde)
 
 
 def usage_backward(du, cache, stop_write_grad=False):
-    """du (B, N) -> du_prev, dww_prev, dpsi (B, N). stop_write_grad reproduces
+    """du (B, N) -> du_prev, dww_prev, dpsi (B, N)
+
+    VJP (§5), with u~ = u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}: du_prev = du psi (1 - w^w_{t-1}),
+    dww_prev = du psi (1 - u_{t-1}), dpsi = du u~. stop_write_grad reproduces
     deepmind/dnc's tf.stop_gradient on w^w_{t-1} (§8): dww_prev is then zero."""
     u_prev, ww_prev, psi, u_tilde = cache
     dup = du * psi
@@ -194,8 +219,9 @@ def allocation_forward(u):
 def allocation_backward(da, cache):
     """da (B, N) -> du (B, N), division-free (§5, §7.5).
 
-    In sorted order, the spec's recursion T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
-    (T = 0 past the last slot), then du_k = P_k (T_k - da_k).
+    VJP for a fixed free list phi, in sorted order (u the sorted clamped usages, P_k their
+    exclusive cumulative product): T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
+    (T = 0 past the last slot), then du_k = P_k (T_k - da_k), times the clamp's (1 - eps).
     The recursion is solved for all k at once by recursive doubling, in log2(N) rounds:
     while T_k = c_k + a_k T_{k+d}, substituting T_{k+d} gives
     T_k = (c_k + a_k c_{k+d}) + (a_k a_{k+d}) T_{k+2d}; once d >= N, T = c."""
@@ -217,14 +243,17 @@ def allocation_backward(da, cache):
 
 
 def write_weighting_forward(alloc, cw, ga, gw):
-    """Write weighting w^w = g^w (g^a a + (1 - g^a) c^w).
+    """Write weighting w^w = g^w (g^a a + (1 - g^a) c^w) (§4, step 6).
     alloc, cw (B, N), ga, gw (B, 1) -> ww (B, N)"""
     mix = ga * alloc + (1 - ga) * cw
     return gw * mix, (alloc, cw, ga, gw, mix)
 
 
 def write_weighting_backward(dww, cache):
-    """dww (B, N) -> dalloc, dcw (B, N), dga, dgw (B, 1)"""
+    """dww (B, N) -> dalloc, dcw (B, N), dga, dgw (B, 1)
+
+    VJP (§5), with mix = g^a a + (1 - g^a) c^w: dgw = <dww, mix>, dga = g^w <dww, a - c^w>,
+    dalloc = g^w g^a dww, dcw = g^w (1 - g^a) dww."""
     alloc, cw, ga, gw, mix = cache
     dmix = gw * dww
     dgw = np.einsum("bn,bn->b", dww, mix)[:, None]
@@ -233,14 +262,17 @@ def write_weighting_backward(dww, cache):
 
 
 def write_forward(M_prev, ww, e, v):
-    """Erase and write: M_t = M_{t-1} (1 - w^w e^T) + w^w v^T.
+    """Erase and write: M_t = M_{t-1} (1 - w^w e^T) + w^w v^T (§4, step 7).
     M_prev (B, N, W), ww (B, N), e, v (B, W) -> M (B, N, W)"""
     keep = 1 - ww[:, :, None] * e[:, None, :]  # (B, N, W)
     return M_prev * keep + ww[:, :, None] * v[:, None, :], (M_prev, ww, e, v, keep)
 
 
 def write_backward(dM, cache):
-    """dM (B, N, W) -> dM_prev (B, N, W), dww (B, N), de, dv (B, W)"""
+    """dM (B, N, W) -> dM_prev (B, N, W), dww (B, N), de, dv (B, W)
+
+    VJP (§5): dM_prev = dM (1 - w^w e^T), dww_n = sum_j dM[n, j] (v_j - M_prev[n, j] e_j),
+    de = -(dM M_prev)^T w^w, dv = dM^T w^w (dM M_prev elementwise)."""
     M_prev, ww, e, v, keep = cache
     dMM = dM * M_prev
     dww = np.einsum("bnw,bw->bn", dM, v) - np.einsum("bnw,bw->bn", dMM, e)
@@ -256,7 +288,8 @@ def off_diagonal(N, dtype):
 
 def link_forward(L_prev, ww, p_prev):
     """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
-    diagonal. L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N). Uses p_{t-1}."""
+    diagonal (§4, step 8; w = w^w_t). L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N).
+    Uses p_{t-1}."""
     off = off_diagonal(ww.shape[-1], ww.dtype)  # (N, N) the diagonal is overwritten with 0
     scale = 1 - ww[:, :, None] - ww[:, None, :]  # (B, N, N)
     L = (scale * L_prev + ww[:, :, None] * p_prev[:, None, :]) * off
@@ -265,7 +298,10 @@ def link_forward(L_prev, ww, p_prev):
 
 def link_backward(dL, cache):
     """dL (B, N, N) -> dL_prev (B, N, N), dww, dp_prev (B, N). The incoming adjoint is
-    masked first: no gradient flows through the overwritten diagonal (§7.8)."""
+    masked first: no gradient flows through the overwritten diagonal (§7.8).
+
+    VJP (§5), with G = dL (1 - I): dL_prev = G (1 - w_i - w_j), dp_prev = G^T w,
+    dww_i = (G p_prev)_i - sum_j (G L_prev)[i, j] - sum_j (G L_prev)[j, i] (G L_prev elementwise)."""
     L_prev, ww, p_prev, scale, off = cache
     G = dL * off
     GL = G * L_prev
@@ -275,51 +311,62 @@ def link_backward(dL, cache):
 
 
 def precedence_forward(p_prev, ww):
-    """Precedence p_t = (1 - sum_n w^w_t[n]) p_{t-1} + w^w_t, all (B, N)."""
+    """Precedence p_t = (1 - sum_n w^w_t[n]) p_{t-1} + w^w_t, all (B, N) (§4, step 9)."""
     keep = 1 - ww.sum(-1, keepdims=True)  # (B, 1)
     return keep * p_prev + ww, (p_prev, keep)
 
 
 def precedence_backward(dp, cache):
-    """dp (B, N) -> dp_prev, dww (B, N)"""
+    """dp (B, N) -> dp_prev, dww (B, N)
+
+    VJP (§5): dp_prev = (1 - sum_n w^w_t[n]) dp, dww = dp - <dp, p_prev> (each w_n also scales
+    the decay of the whole of p_{t-1})."""
     p_prev, keep = cache
     return keep * dp, dp - np.einsum("bn,bn->b", dp, p_prev)[:, None]
 
 
 def directional_forward(L, wr_prev):
-    """Forward and backward weightings f^i = L w^{r,i}_{t-1}, b^i = L^T w^{r,i}_{t-1}.
+    """Forward and backward weightings f^i = L w^{r,i}_{t-1}, b^i = L^T w^{r,i}_{t-1} (§4, step 10).
     L (B, N, N), wr_prev (B, R, N) -> fwd, bwd (B, R, N)"""
     return wr_prev @ L.transpose(0, 2, 1), wr_prev @ L, (L, wr_prev)
 
 
 def directional_backward(dfwd, dbwd, cache):
-    """dfwd, dbwd (B, R, N) -> dL (B, N, N), dwr_prev (B, R, N)"""
+    """dfwd, dbwd (B, R, N) -> dL (B, N, N), dwr_prev (B, R, N)
+
+    VJP (§5), with w^i = w^{r,i}_{t-1}: dL = sum_i (df^i (w^i)^T + w^i (db^i)^T),
+    dw^i = L^T df^i + L db^i."""
     L, wr_prev = cache
     dL = dfwd.transpose(0, 2, 1) @ wr_prev + wr_prev.transpose(0, 2, 1) @ dbwd
     return dL, dfwd @ L + dbwd @ L.transpose(0, 2, 1)
 
 
 def read_weighting_forward(modes, bwd, cr, fwd):
-    """Read weighting w^{r,i} = pi^i[0] b^i + pi^i[1] c^{r,i} + pi^i[2] f^i.
+    """Read weighting w^{r,i} = pi^i[0] b^i + pi^i[1] c^{r,i} + pi^i[2] f^i (§4, step 12).
     modes (B, R, 3), bwd, cr, fwd (B, R, N) -> wr (B, R, N)"""
     cand = np.stack([bwd, cr, fwd], axis=2)  # (B, R, 3, N) the three candidates
     return np.einsum("brk,brkn->brn", modes, cand), (modes, cand)
 
 
 def read_weighting_backward(dwr, cache):
-    """dwr (B, R, N) -> dmodes (B, R, 3), dbwd, dcr, dfwd (B, R, N)"""
+    """dwr (B, R, N) -> dmodes (B, R, 3), dbwd, dcr, dfwd (B, R, N)
+
+    VJP (§5), with cand = (b^i, c^{r,i}, f^i): dpi^i[k] = <dw^{r,i}, cand_k>,
+    dcand_k = pi^i[k] dw^{r,i}."""
     modes, cand = cache
     dcand = modes[:, :, :, None] * dwr[:, :, None, :]  # (B, R, 3, N)
     return np.einsum("brn,brkn->brk", dwr, cand), dcand[:, :, 0], dcand[:, :, 1], dcand[:, :, 2]
 
 
 def read_forward(M, wr):
-    """Read vectors r^i = M_t^T w^{r,i}.  M (B, N, W), wr (B, R, N) -> r (B, R, W)"""
+    """Read vectors r^i = M_t^T w^{r,i} (§4, step 13).  M (B, N, W), wr (B, R, N) -> r (B, R, W)"""
     return wr @ M, (M, wr)
 
 
 def read_backward(dr, cache):
-    """dr (B, R, W) -> dM (B, N, W), dwr (B, R, N)"""
+    """dr (B, R, W) -> dM (B, N, W), dwr (B, R, N)
+
+    VJP (§5): dM = sum_i w^{r,i} (dr^i)^T (= wr^T dr), dw^{r,i} = M dr^i (= dr M^T)."""
     M, wr = cache
     return wr.transpose(0, 2, 1) @ dr, dr @ M.transpose(0, 2, 1)
 
@@ -333,7 +380,8 @@ MEMORY_STATE = ("M", "u", "ww", "p", "L", "wr")
 def memory_step_forward(parts, mem):
     """parts: the squashed interface (interface_forward); mem: dict of the previous
     M (B, N, W), u, ww, p (B, N), L (B, N, N), wr (B, R, N)
-    -> new mem dict, read vectors r (B, R, W), cache"""
+    -> new mem dict, read vectors r (B, R, W), cache
+    The steps of §4 in their order; the comments carry §4's step numbers."""
     psi, c_ret = retention_forward(parts["free_gates"], mem["wr"])  # 2. retention
     u, c_use = usage_forward(mem["u"], mem["ww"], psi)  # 3. usage
     alloc, c_alloc = allocation_forward(u)  # 4. allocation
@@ -354,7 +402,9 @@ def memory_step_forward(parts, mem):
 def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     """dr (B, R, W): adjoint of this step's reads; dmem: adjoints of this step's new
     memory state sent back by step t+1 (the inbox of §6).
-    -> dparts (adjoints of the squashed interface), dmem_prev for step t-1"""
+    -> dparts (adjoints of the squashed interface), dmem_prev for step t-1
+    The ops' VJPs (§5) in the reverse order of §4, numbered as the sweep of §6; a tensor
+    used by several ops sums their adjoints, and is complete before its own op runs."""
     (c_ret, c_use, c_alloc, c_wlook, c_ww, c_write, c_link, c_prec, c_dir, c_rlook, c_rw, c_read) = cache
     d = {}
     dM_read, dwr = read_backward(dr, c_read)  # 2. read vectors
@@ -382,17 +432,32 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
 # The model: controller + memory + output
 
 
+SIZE_DEFAULTS = {"memory": 16, "width": 16, "reads": 4}  # taken when neither the user nor a task sets them
+
+
 def add_arguments(parser):
-    parser.add_argument("--memory", type=common.positive_int, default=16, help="N, memory slots")
-    parser.add_argument("--width", type=common.positive_int, default=16, help="W, memory word width")
-    parser.add_argument("--reads", type=common.positive_int, default=4, help="R, read heads")
+    d = SIZE_DEFAULTS
+    parser.add_argument("--memory", type=common.positive_int,
+                        help=f"N, memory slots (default {d['memory']}; may be raised for --eval-lengths)")
+    parser.add_argument("--width", type=common.positive_int, help=f"W, memory word width (default {d['width']})")
+    parser.add_argument("--reads", type=common.positive_int, help=f"R, read heads (default {d['reads']})")
     parser.add_argument("--stop-usage-grad", action="store_true",
                         help="stop the gradient of w^w_{t-1} inside usage, as deepmind/dnc does")
 
 
 def config(args):
     return {"hidden": args.hidden, "layers": args.layers, "memory": args.memory, "width": args.width,
-            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad)}
+            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad), "dropout": args.dropout}
+
+
+def memory_floats(cfg, V, B, S):
+    """About how many floats training holds: parameters (with gradients and Adagrad's
+    memory) and the window's cache, dominated by the (B, N, N) links and (B, N, W)
+    memories of every step; for refusing sizes that cannot fit."""
+    H, L, N, W, R = cfg["hidden"], cfg["layers"], cfg["memory"], cfg["width"], cfg["reads"]
+    n_params = L * (V + R * W + 2 * H + 1) * 4 * H + L * H * (interface_size(R, W) + V) + R * W * V
+    per_step = L * 14 * H + 8 * N * N + 8 * N * W + 12 * R * N + 3 * V
+    return 3 * n_params + S * B * per_step
 
 
 def init_params(cfg, V, rng, dtype):
@@ -436,18 +501,21 @@ def init_state(cfg, params, B):
     return s
 
 
-def dnc_step_forward(params, x, state, cfg):
+def dnc_step_forward(params, x, state, cfg, rng=None):
     """One character per row through controller and memory.
 
     x (B,) int, state: dict (init_state) -> hcat (B, LH) controller output, r (B, R, W)
     current reads, new state, cache. The output layer is left to the caller, so that a
-    window's logits come from one matrix product."""
+    window's logits come from one matrix product. rng: draws the dropout masks between
+    controller layers (None: no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
-    new, hs, ctrl, below = {}, [], [], None
+    new, hs, ctrl, below, drops = {}, [], [], None, []
     for l in range(Lyr):
         zx = params[f"Wx{l}"][x] + r_prev @ params[f"Wr{l}"] + params[f"b{l}"]  # (B, G)
         if l > 0:
+            below, mask = common.dropout(below, cfg["dropout"], rng)  # between layers
+            drops.append((below, mask))
             zx += below @ params[f"Wd{l}"]
         h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
         new[f"h{l}"], new[f"c{l}"] = h, c
@@ -460,7 +528,7 @@ def dnc_step_forward(params, x, state, cfg):
     mem, r, c_mem = memory_step_forward(parts, {k: state[k] for k in MEMORY_STATE})
     new.update(mem)
     new["r"] = r
-    return hcat, r, new, (x, state, hs, ctrl, c_if, c_mem)
+    return hcat, r, new, (x, state, hs, ctrl, c_if, c_mem, drops)
 
 
 def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
@@ -469,7 +537,7 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
     dhcat (B, LH), dr (B, R, W): adjoints from the output layer at this step;
     dstate: adjoints of this step's new state from step t+1 (zeros after a window's end)
     -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)"""
-    x, state, hs, ctrl, c_if, c_mem = cache
+    x, state, hs, ctrl, c_if, c_mem, drops = cache
     Lyr, H = cfg["layers"], cfg["hidden"]
     dparts, dmem_prev = memory_step_backward(dr + dstate["r"], dstate, c_mem, cfg["stop_usage_grad"])
     dxi = interface_backward(dparts, c_if)
@@ -482,32 +550,37 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
         dzs[l] = dz
         dr_prev = dr_prev + dz @ params[f"Wr{l}"].T
         if l > 0:
-            dh_from_above = dz @ params[f"Wd{l}"].T
+            dh_from_above = common.dropout_backward(dz @ params[f"Wd{l}"].T, drops[l - 1][1])
     dprev["r"] = dr_prev.reshape(dr.shape)
     return dprev, dxi, dzs
 
 
-def forward(params, inputs, state):
-    """inputs (S, B) int -> logits (S, B, V), last state, cache"""
-    cfg = model_cfg(params, state)
+def forward(params, inputs, state, cfg=None, rng=None):
+    """inputs (S, B) int -> logits (S, B, V), last state, cache
+
+    cfg: the run's configuration (its "stop_usage_grad" and "dropout" are read here; the
+    sizes come from the arrays); rng: draws the dropout masks. Dropout is on only when
+    both are given, i.e. in training, never in validation or sampling."""
+    cfg = model_cfg(params, state, cfg, rng)
     steps, hcats, rs = [], [], []
     for t in range(inputs.shape[0]):
-        hcat, r, state, cache = dnc_step_forward(params, inputs[t], state, cfg)
+        hcat, r, state, cache = dnc_step_forward(params, inputs[t], state, cfg, rng)
         hcats.append(hcat)
         rs.append(r.reshape(r.shape[0], -1))
         steps.append(cache)
     Hc, Rs = np.stack(hcats), np.stack(rs)  # (S, B, LH), (S, B, RW)
-    logits = Hc @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V) the paper's v_t + W_r r_t
-    return logits, state, (inputs, params, cfg, steps, Hc, Rs)
+    Hy, mask_y = common.dropout(Hc, cfg["dropout"], rng)  # before the output layer
+    logits = Hy @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V) the paper's v_t + W_r r_t
+    return logits, state, (inputs, params, cfg, steps, Hc, Hy, mask_y, Rs)
 
 
 def backward(dlogits, cache):
     """dlogits (S, B, V) -> grads with the keys of params"""
-    inputs, params, cfg, steps, Hc, Rs = cache
+    inputs, params, cfg, steps, Hc, Hy, mask_y, Rs = cache
     S, B, V = dlogits.shape
     flat = dlogits.reshape(-1, V)
-    grads = {"Wy": Hc.reshape(S * B, -1).T @ flat, "Wry": Rs.reshape(S * B, -1).T @ flat, "by": flat.sum(0)}
-    dHc = dlogits @ params["Wy"].T  # (S, B, LH) from the output layer, all steps at once
+    grads = {"Wy": Hy.reshape(S * B, -1).T @ flat, "Wry": Rs.reshape(S * B, -1).T @ flat, "by": flat.sum(0)}
+    dHc = common.dropout_backward(dlogits @ params["Wy"].T, mask_y)  # (S, B, LH) all steps at once
     dRs = (dlogits @ params["Wry"].T).reshape(S, B, cfg["reads"], cfg["width"])
     dstate = {k: np.zeros_like(v) for k, v in steps[-1][1].items()}  # empty inbox after the window
     dxis, dzs = [None] * S, [None] * S
@@ -527,8 +600,9 @@ def backward(dlogits, cache):
         grads[f"Wr{l}"] = R_prev.T @ dzf
         grads[f"b{l}"] = dzf.sum(0)
         grads[f"Wx{l}"] = common.gather_backward(inputs, dz, params[f"Wx{l}"].shape[0])
-        if l > 0:
-            grads[f"Wd{l}"] = Hc[:, :, (l - 1) * H:l * H].reshape(S * B, H).T @ dzf
+        if l > 0:  # the layer below's h as layer l read it, after dropout
+            below = np.stack([c[6][l - 1][0] for c in steps]).reshape(S * B, H)
+            grads[f"Wd{l}"] = below.T @ dzf
     return grads
 
 
@@ -541,22 +615,48 @@ def step(params, x, state):
 def discrete_choices(cache):
     """The free-list orders phi (S, B, N) of a forward: the gradient treats them as
     constants (§5), so a gradient check must not difference across a change of them."""
-    return np.stack([step[-1][2][1] for step in cache[3]])
+    return np.stack([step[5][2][1] for step in cache[3]])  # c_mem's allocation cache: phi
 
 
-def model_cfg(params, state):
+def memory_pictures(params, inputs, cfg):
+    """What --show and --plot draw of the memory at work, one episode from a zero state:
+    inputs (T, 1) int -> rows (label, (K, T) array in [0, 1]): the write weighting and
+    each read head's weighting (locations down, time across), the free, allocation and
+    write gates, and the usage."""
+    state = init_state(cfg, params, 1)
+    run_cfg = model_cfg(params, state, cfg)
+    seen = {"ww": [], "wr": [], "u": [], "free": [], "alloc": [], "write": []}
+    for x in inputs:
+        _, _, state, cache = dnc_step_forward(params, x, state, run_cfg)
+        parts = cache[4][2]  # interface_forward's cache: the squashed parts
+        seen["ww"].append(state["ww"][0])
+        seen["wr"].append(state["wr"][0])
+        seen["u"].append(state["u"][0])
+        seen["free"].append(parts["free_gates"][0])
+        seen["alloc"].append(parts["alloc_gate"][0])
+        seen["write"].append(parts["write_gate"][0])
+    a = {k: np.stack(v, axis=-1) for k, v in seen.items()}  # time on the last axis
+    rows = [("write w^w", a["ww"])]
+    rows += [(f"read {i} w^r", a["wr"][i]) for i in range(a["wr"].shape[0])]
+    rows += [("free gates f", a["free"]), ("alloc gate", a["alloc"]), ("write gate", a["write"]),
+             ("usage u", a["u"])]
+    return rows
+
+
+def model_cfg(params, state, cfg=None, rng=None):
     """The sizes, read off the arrays, so forward works for any params / state pair; and
-    the one option that no array shows, --stop-usage-grad, from the run's configuration
-    (common.py sets this module's `cfg`, as for every model; off when it is not set)."""
+    the options that no array shows from the run's configuration cfg: --stop-usage-grad
+    (off when cfg is None) and --dropout (on only when an rng draws the masks)."""
     B, R, N = state["wr"].shape
-    run_cfg = globals().get("cfg") or {}
+    cfg = cfg or {}
     return {"hidden": params["Wh0"].shape[0], "layers": sum(k.startswith("Wh") for k in params),
             "memory": N, "width": state["M"].shape[2], "reads": R,
-            "stop_usage_grad": bool(run_cfg.get("stop_usage_grad", False))}
+            "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
+            "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0}
 
 
 if __name__ == "__main__":
     import sys
 
-    common.main(sys.modules[__name__], "Train a char-level DNC (Graves et al. 2016) on a text file, or sample from one.",
-                {"time": 300.0})
+    train.main(sys.modules[__name__], "Train a char-level DNC (Graves et al. 2016) on a text file or a "
+               "memory task, or sample from one.", {"time": 300.0})

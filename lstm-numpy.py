@@ -4,6 +4,7 @@
     python lstm-numpy.py my.txt --hidden 256 --layers 2 --save lstm.npz
     python lstm-numpy.py --load lstm.npz --sample 500 --temperature 0.8 --prime "Alice "
     python lstm-numpy.py --gradcheck
+    python lstm-numpy.py --task copy --bits 6 --length 1-10 --save copy-lstm.npz
 
 The cell is the paper-standard LSTM (Hochreiter & Schmidhuber; gates as in Graves 2013):
     z = x Wx + h_prev Wh + b               gates stacked as [i, f, o, g], G = 4H
@@ -12,13 +13,16 @@ The cell is the paper-standard LSTM (Hochreiter & Schmidhuber; gates as in Grave
     h = o * tanh(c)
 Layer 0 reads the character: x Wx is row x of Wx0 (a gather, not a one-hot product).
 Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy + by.
-Shapes follow the legend in common.py.
+With --dropout p, the input of every layer above the first and the input of the output
+layer are multiplied by a random mask (common.dropout; Zaremba et al. 2014): the
+recurrent h_prev and c_prev never are. Shapes follow the legend in common.py.
 """
 import functools
 
 import numpy as np
 
 import common
+import train
 
 KIND = "lstm"
 
@@ -185,7 +189,15 @@ def add_arguments(parser):
 
 
 def config(args):
-    return {"hidden": args.hidden, "layers": args.layers}
+    return {"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout}
+
+
+def memory_floats(cfg, V, B, S):
+    """About how many floats training holds: parameters (with gradients and Adagrad's
+    memory) and the window's cache; for refusing sizes that cannot fit."""
+    H, L = cfg["hidden"], cfg["layers"]
+    n_params = V * 4 * H + (L - 1) * 4 * H * H + L * (4 * H * H + 4 * H) + H * V + V
+    return 3 * n_params + S * B * (L * 14 * H + 3 * V)
 
 
 def init_params(cfg, V, rng, dtype):
@@ -208,41 +220,48 @@ def init_state(cfg, params, B):
     return {f"{s}{l}": np.zeros((B, H), dtype) for l in range(cfg["layers"]) for s in "hc"}
 
 
-def forward(params, inputs, state):
-    """inputs (S, B) int -> logits (S, B, V), last state, cache"""
+def forward(params, inputs, state, cfg=None, rng=None):
+    """inputs (S, B) int -> logits (S, B, V), last state, cache
+
+    cfg: the run's configuration (only its "dropout" is read here; the sizes come from
+    the arrays); rng: draws the dropout masks. Dropout is on only when both are given,
+    i.e. in training, never in validation or sampling."""
+    p_drop = (cfg or {}).get("dropout", 0.0) if rng is not None else 0.0
     L = len(state) // 2
     x, new_state, layers = None, {}, []
     for l in range(L):
         # the input's share of the gates for every step at once: a gather for layer 0
         # (rows of Wx0 + b: the bias is added to the V rows once, not to all S*B gathered)
+        mask = None
         if l == 0:
             zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, G)
         else:
+            x, mask = common.dropout(x, p_drop, rng)  # between layers
             zx = x @ params[f"Wx{l}"]
             zx += params[f"b{l}"]
         hs, c, cache = lstm_layer_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
         new_state[f"h{l}"], new_state[f"c{l}"] = hs[-1].copy(), c
-        layers.append((x, hs, cache))
+        layers.append((x, mask, hs, cache))
         x = hs[1:]  # (S, B, H) input of the next layer
+    x, mask_y = common.dropout(x, p_drop, rng)  # before the output layer
     S, B, H = x.shape
     logits = x.reshape(S * B, H) @ params["Wy"]
     logits += params["by"]
-    return logits.reshape(S, B, -1), new_state, (inputs, params, layers)
+    return logits.reshape(S, B, -1), new_state, (inputs, params, layers, x, mask_y)
 
 
 def backward(dlogits, cache):
     """dlogits (S, B, V) -> grads with the keys of params"""
-    inputs, params, layers = cache
+    inputs, params, layers, x_top, mask_y = cache
     S, B, V = dlogits.shape
     grads = {}
-    x_top = layers[-1][1][1:]  # (S, B, H)
-    H = x_top.shape[-1]
+    H = x_top.shape[-1]  # x_top (S, B, H): the output layer's input, after dropout
     dflat = dlogits.reshape(S * B, V)
     grads["Wy"] = x_top.reshape(S * B, H).T @ dflat
     grads["by"] = dflat.sum(0)
-    dx = (dflat @ params["Wy"].T).reshape(S, B, H)
+    dx = common.dropout_backward((dflat @ params["Wy"].T).reshape(S, B, H), mask_y)
     for l in reversed(range(len(layers))):
-        x, hs, cache_l = layers[l]
+        x, mask, hs, cache_l = layers[l]
         dzs = lstm_layer_backward(dx, cache_l, params[f"Wh{l}"])  # (S, B, G)
         flat = dzs.reshape(S * B, 4 * H)
         # weight gradients summed over all steps in single matrix products
@@ -252,7 +271,7 @@ def backward(dlogits, cache):
             grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
         else:
             grads[f"Wx{l}"] = x.reshape(S * B, H).T @ flat
-            dx = (flat @ params[f"Wx{l}"].T).reshape(S, B, H)  # into the layer below
+            dx = common.dropout_backward((flat @ params[f"Wx{l}"].T).reshape(S, B, H), mask)  # to layer l-1
     return grads
 
 
@@ -269,4 +288,5 @@ def step(params, x, state):
 if __name__ == "__main__":
     import sys
 
-    common.main(sys.modules[__name__], "Train a char-level LSTM on a text file, or sample from one.")
+    train.main(sys.modules[__name__], "Train a char-level LSTM on a text file or a memory task, "
+               "or sample from one.")

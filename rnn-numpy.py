@@ -4,16 +4,20 @@
     python rnn-numpy.py my.txt --hidden 256 --layers 2 --save rnn.npz
     python rnn-numpy.py --load rnn.npz --sample 500 --temperature 0.8 --prime "Alice "
     python rnn-numpy.py --gradcheck
+    python rnn-numpy.py --task add            # 8-bit binary addition (hidden 16)
 
 The cell (Elman; min-char-rnn's, with a batch axis and stacked layers):
     h = tanh(x Wx + h_prev Wh + b)
 Layer 0 reads the character: x Wx is row x of Wx0 (a gather, not a one-hot product).
 Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy + by.
+With --dropout p, the input of every layer above the first and the input of the output
+layer are multiplied by a random mask (common.dropout); the recurrent h_prev never is.
 Shapes follow the legend in common.py.
 """
 import numpy as np
 
 import common
+import train
 
 KIND = "rnn"
 
@@ -71,7 +75,15 @@ def add_arguments(parser):
 
 
 def config(args):
-    return {"hidden": args.hidden, "layers": args.layers}
+    return {"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout}
+
+
+def memory_floats(cfg, V, B, S):
+    """About how many floats training holds: parameters (with gradients and Adagrad's
+    memory) and the window's cache; for refusing sizes that cannot fit."""
+    H, L = cfg["hidden"], cfg["layers"]
+    n_params = V * H + (L - 1) * H * H + L * (H * H + H) + H * V + V
+    return 3 * n_params + S * B * (L * 3 * H + 3 * V)
 
 
 def init_params(cfg, V, rng, dtype):
@@ -92,35 +104,42 @@ def init_state(cfg, params, B):
     return {f"h{l}": np.zeros((B, cfg["hidden"]), params["Wy"].dtype) for l in range(cfg["layers"])}
 
 
-def forward(params, inputs, state):
-    """inputs (S, B) int -> logits (S, B, V), last state, cache"""
+def forward(params, inputs, state, cfg=None, rng=None):
+    """inputs (S, B) int -> logits (S, B, V), last state, cache
+
+    cfg: the run's configuration (only its "dropout" is read here; the sizes come from
+    the arrays); rng: draws the dropout masks. Dropout is on only when both are given,
+    i.e. in training, never in validation or sampling."""
+    p_drop = (cfg or {}).get("dropout", 0.0) if rng is not None else 0.0
     x, new_state, layers = None, {}, []
     for l in range(len(state)):
         # the input's share for every step at once: a gather for layer 0
         # (rows of Wx0 + b: the bias is added to the V rows once, not to all S*B gathered)
+        mask = None
         if l == 0:
             zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, H)
         else:
+            x, mask = common.dropout(x, p_drop, rng)  # between layers
             zx = x @ params[f"Wx{l}"]
             zx += params[f"b{l}"]
         hs = rnn_layer_forward(zx, state[f"h{l}"], params[f"Wh{l}"])
         new_state[f"h{l}"] = hs[-1].copy()
-        layers.append((x, hs))
+        layers.append((x, mask, hs))
         x = hs[1:]  # (S, B, H) input of the next layer
+    x, mask_y = common.dropout(x, p_drop, rng)  # before the output layer
     logits = x @ params["Wy"] + params["by"]  # (S, B, V)
-    return logits, new_state, (inputs, params, layers)
+    return logits, new_state, (inputs, params, layers, x, mask_y)
 
 
 def backward(dlogits, cache):
     """dlogits (S, B, V) -> grads with the keys of params"""
-    inputs, params, layers = cache
+    inputs, params, layers, x_top, mask_y = cache
     V = dlogits.shape[-1]
-    x_top = layers[-1][1][1:]  # (S, B, H)
-    H = x_top.shape[-1]
+    H = x_top.shape[-1]  # x_top (S, B, H): the output layer's input, after dropout
     grads = {"Wy": x_top.reshape(-1, H).T @ dlogits.reshape(-1, V), "by": dlogits.sum((0, 1))}
-    dx = dlogits @ params["Wy"].T  # (S, B, H)
+    dx = common.dropout_backward(dlogits @ params["Wy"].T, mask_y)  # (S, B, H)
     for l in reversed(range(len(layers))):
-        x, hs = layers[l]
+        x, mask, hs = layers[l]
         dzs = rnn_layer_backward(dx, hs, params[f"Wh{l}"])  # (S, B, H)
         flat = dzs.reshape(-1, H)
         # weight gradients summed over all steps in single matrix products
@@ -130,7 +149,7 @@ def backward(dlogits, cache):
             grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
         else:
             grads[f"Wx{l}"] = x.reshape(-1, H).T @ flat
-            dx = dzs @ params[f"Wx{l}"].T  # into the layer below
+            dx = common.dropout_backward(dzs @ params[f"Wx{l}"].T, mask)  # into the layer below
     return grads
 
 
@@ -146,4 +165,5 @@ def step(params, x, state):
 if __name__ == "__main__":
     import sys
 
-    common.main(sys.modules[__name__], "Train a char-level vanilla RNN on a text file, or sample from one.")
+    train.main(sys.modules[__name__], "Train a char-level vanilla RNN on a text file or a memory task, "
+               "or sample from one.")

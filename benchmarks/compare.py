@@ -61,6 +61,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 import common  # noqa: E402  (the project's shared module, one folder up)
+import train  # noqa: E402  (the training loop and command line)
 
 try:
     import torch
@@ -82,7 +83,7 @@ except Exception:  # ImportError, or torch missing underneath it
     TorchDNC = None
     DNC_MISSING = "not available (no torch)" if torch is None else "not available (no dnc package)"
 
-LR, CLIP, VAL_FRAC, SEED = 0.1, 5.0, 0.1, 0  # as common.run's defaults
+LR, CLIP, VAL_FRAC, SEED = 0.1, 5.0, 0.1, 0  # as train.run's defaults
 
 
 class Config:
@@ -108,12 +109,11 @@ PEER_NAMES = {"rnn": "nn.RNN", "lstm": "nn.LSTM", "dnc": "pytorch-dnc"}
 
 
 def load_text():
-    """-> text, where it came from. The shared copy of alice29.txt next to the checkout,
-    else the repository's data/alice29.txt, else a generated text (no network here)."""
-    for path in (os.path.join(ROOT, "..", "shared", "data", "alice29.txt"),
-                 os.path.join(ROOT, "data", "alice29.txt")):
-        if os.path.isfile(path):
-            return common.read_text(path), os.path.relpath(os.path.normpath(path), ROOT)
+    """-> text, where it came from: data/alice29.txt (python data/download.py alice29),
+    else a generated text."""
+    path = os.path.join(ROOT, "data", "alice29.txt")
+    if os.path.isfile(path):
+        return common.read_text(path), os.path.relpath(path, ROOT)
     rng = np.random.default_rng(SEED)
     words = ("alice was beginning to get very tired of sitting by her sister on the bank "
              "and having nothing to do once or twice she had peeped into the book").split()
@@ -122,7 +122,7 @@ def load_text():
 
 
 # ----------------------------------------------------------------------------------
-# Our side: exactly the training loop of common.run
+# Our side: exactly the training loop of train.run
 
 
 class Ours:
@@ -131,18 +131,20 @@ class Ours:
         # the sizes go through the script's own command line, as in common.run, so that
         # any option of the script we do not set keeps its default
         argv = [f"--{k}={v}" for k, v in config.cfg.items()]
-        args = common.make_parser(model, "", {}).parse_args(argv)
-        model.cfg = dict(model.config(args), batch=config.B, seq=config.S)
-        self.params = model.init_params(model.cfg, V, np.random.default_rng(SEED), np.float32)
+        args = train.make_parser(model, "", {}).parse_args(argv)
+        train.fill_sizes(args, model, None, {})
+        self.cfg = dict(model.config(args), batch=config.B, seq=config.S)
+        self.params = model.init_params(self.cfg, V, np.random.default_rng(SEED), np.float32)
         self.opt = common.Adagrad(self.params, LR)
-        self.state = model.init_state(model.cfg, self.params, config.B)
+        self.state = model.init_state(self.cfg, self.params, config.B)
         self.batches = common.Batches(train_ids, config.B, config.S)
 
     def iteration(self):
         """One training iteration -> loss in nats."""
         inputs, targets, reset = self.batches.next()
         common.reset_rows(self.state, reset)
-        loss, grads, new_state = common.loss_and_grads(self.model, self.params, inputs, targets, self.state)
+        loss, grads, new_state = common.loss_and_grads(self.model, self.params, inputs, targets, self.state,
+                                                       self.cfg)
         common.clip_global_norm(grads, CLIP)
         self.opt.step(self.params, grads)
         self.state = new_state
@@ -154,7 +156,7 @@ class Ours:
         inputs, targets, reset = self.batches.next()
         common.reset_rows(self.state, reset)
         t0 = time.perf_counter()
-        logits, new_state, cache = m.forward(self.params, inputs, self.state)
+        logits, new_state, cache = m.forward(self.params, inputs, self.state, self.cfg)
         _, dlogits = common.cross_entropy(logits, targets)
         t1 = time.perf_counter()
         grads = m.backward(dlogits, cache)

@@ -20,6 +20,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
+import train as train_loop  # noqa: E402
 
 DEFAULT_SIZES = {"rnn": {"hidden": 128, "layers": 1},
                  "lstm": {"hidden": 128, "layers": 1},
@@ -34,7 +35,7 @@ def all_finite(*dicts):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(DEFAULT_SIZES), default="dnc")
-    p.add_argument("--text", default=os.path.join(HERE, "..", "..", "shared", "data", "alice29.txt"))
+    p.add_argument("--text", default=os.path.join(HERE, "..", "data", "alice29.txt"))
     p.add_argument("--iters", type=common.positive_int, default=10000)
     p.add_argument("--every", type=common.positive_int, default=500)
     p.add_argument("--batch", type=common.positive_int, default=32)
@@ -43,21 +44,21 @@ def main():
     args = p.parse_args()
 
     model = common.load_script(f"{args.model}-numpy.py")
-    model.cfg = dict(DEFAULT_SIZES[args.model], batch=args.batch, seq=args.seq)
+    cfg = dict(DEFAULT_SIZES[args.model], batch=args.batch, seq=args.seq)
     text = common.read_text(args.text)
     vocab = common.Vocab(text)
     train, val = common.split_data(vocab.encode(text), 0.1, args.seq)
     rng = np.random.default_rng(args.seed)
-    params = model.init_params(model.cfg, len(vocab), rng, np.float32)
+    params = model.init_params(cfg, len(vocab), rng, np.float32)
     opt = common.Adagrad(params, 0.1)
-    state = model.init_state(model.cfg, params, args.batch)
+    state = model.init_state(cfg, params, args.batch)
     batches = common.Batches(train, args.batch, args.seq)
-    print(f"{args.model} {model.cfg} on {os.path.basename(args.text)}, {args.iters} iterations")
+    print(f"{args.model} {cfg} on {os.path.basename(args.text)}, {args.iters} iterations")
     start, nats = time.perf_counter(), 0.0
     for it in range(1, args.iters + 1):
         inputs, targets, reset = batches.next()
         common.reset_rows(state, reset)
-        loss, grads, state = common.loss_and_grads(model, params, inputs, targets, state)
+        loss, grads, state = common.loss_and_grads(model, params, inputs, targets, state, cfg)
         if not (math.isfinite(loss) and all_finite(grads)):
             print(f"NON-FINITE loss or gradient at iteration {it}")
             return 1
@@ -71,7 +72,7 @@ def main():
             if not finite:
                 return 1
             nats = 0.0
-    val_bpc = common.bpc(common.evaluate(model, params, val, args.batch, args.seq))
+    val_bpc = common.bpc(train_loop.evaluate_text(model, cfg, params, val, args.seq))
     print(f"done: {args.iters} iterations, every value finite; val {val_bpc:.4f} BPC")
     return 0
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import common
+import train
 from conftest import make_text
 
 
@@ -170,17 +171,19 @@ def test_evaluate_equals_one_long_stream(lstm):
     text = make_text(40)
     vocab = common.Vocab(text)
     ids = vocab.encode(text)
-    lstm.cfg = {"hidden": 5, "layers": 1}
-    params = lstm.init_params(lstm.cfg, len(vocab), np.random.default_rng(0), np.float64)
-    nats = common.evaluate(lstm, params, ids, B=1, S=7)
-    logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.init_state(lstm.cfg, params, 1))
+    cfg = {"hidden": 5, "layers": 1}
+    params = lstm.init_params(cfg, len(vocab), np.random.default_rng(0), np.float64)
+    nats = train.evaluate_text(lstm, cfg, params, ids, S=7, rows=1)
+    logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.init_state(cfg, params, 1))
     loss, _ = common.cross_entropy(logits, ids[1:, None])
     assert nats == pytest.approx(loss, rel=1e-10)
 
 
+TINY_CFG = {"hidden": 8, "layers": 1}
+
+
 def _tiny_model(model, V, seed=0):
-    model.cfg = {"hidden": 8, "layers": 1}
-    return model.init_params(model.cfg, V, np.random.default_rng(seed), np.float64)
+    return model.init_params(TINY_CFG, V, np.random.default_rng(seed), np.float64)
 
 
 def test_sample_is_reproducible_and_uses_the_prime(model):
@@ -188,23 +191,23 @@ def test_sample_is_reproducible_and_uses_the_prime(model):
     params = _tiny_model(model, len(vocab))
     for v in params.values():
         v *= 4  # a model with opinions, so that the prime matters
-    a = common.sample(model, params, vocab, 50, 1.0, "ab", np.random.default_rng(1))
-    b = common.sample(model, params, vocab, 50, 1.0, "ab", np.random.default_rng(1))
-    c = common.sample(model, params, vocab, 50, 1.0, "ab", np.random.default_rng(2))
+    a = common.sample(model, TINY_CFG, params, vocab, 50, 1.0, "ab", np.random.default_rng(1))
+    b = common.sample(model, TINY_CFG, params, vocab, 50, 1.0, "ab", np.random.default_rng(1))
+    c = common.sample(model, TINY_CFG, params, vocab, 50, 1.0, "ab", np.random.default_rng(2))
     assert a == b and len(a) == 50 and set(a) <= set(vocab.chars)
     assert a != c
     # a prime changes what follows: the state after reading it differs
-    d = common.sample(model, params, vocab, 50, 1.0, "hhhh", np.random.default_rng(1))
+    d = common.sample(model, TINY_CFG, params, vocab, 50, 1.0, "hhhh", np.random.default_rng(1))
     assert d != a
 
 
 def test_low_temperature_is_greedy(model):
     vocab = common.Vocab("abcdefgh ")
     params = _tiny_model(model, len(vocab))
-    cold = [common.sample(model, params, vocab, 30, 1e-8, "a", np.random.default_rng(s)) for s in range(3)]
+    cold = [common.sample(model, TINY_CFG, params, vocab, 30, 1e-8, "a", np.random.default_rng(s)) for s in range(3)]
     assert cold[0] == cold[1] == cold[2]
     # the greedy choices, computed directly with model.step
-    state = model.init_state(model.cfg, params, 1)
+    state = model.init_state(TINY_CFG, params, 1)
     x, greedy = vocab.encode("a"), ""
     for _ in range(30):
         logits, state = model.step(params, x, state)
@@ -218,22 +221,24 @@ def test_low_temperature_is_greedy(model):
 def test_checkpoint_round_trip(tmp_path, model):
     vocab = common.Vocab("xyz\n")
     params = _tiny_model(model, len(vocab))
-    model.cfg = dict(model.cfg, batch=2, seq=4)  # run() stores the batching with the sizes
+    cfg = dict(TINY_CFG, batch=2, seq=4)  # run() stores the batching with the sizes
     opt = common.Adagrad(params)
     opt.mem = {k: np.abs(v) for k, v in params.items()}
-    state = model.init_state(model.cfg, params, 2)
+    state = model.init_state(cfg, params, 2)
     for v in state.values():
         v += 0.25
     rng = np.random.default_rng(5)
     rng.random(3)
     path = tmp_path / "ck.npz"
-    common.save_checkpoint(str(path), model, params, opt, vocab, {"iter": 42}, state, np.array([3, 9]), rng)
+    best = {k: v + 1 for k, v in params.items()}
+    common.save_checkpoint(str(path), model.KIND, cfg, params, opt, vocab, {"iter": 42}, state,
+                           np.array([3, 9]), rng, best)
     ck = common.load_checkpoint(str(path), model.KIND)
     assert ck["info"]["iter"] == 42 and ck["info"]["kind"] == model.KIND
-    assert ck["info"]["cfg"] == model.cfg
+    assert ck["info"]["cfg"] == cfg
     assert ck["vocab"].chars == vocab.chars
     np.testing.assert_array_equal(ck["cursors"], [3, 9])
-    for part, ref in (("param", params), ("adagrad", opt.mem), ("state", state)):
+    for part, ref in (("param", params), ("adagrad", opt.mem), ("state", state), ("best", best)):
         assert ck[part].keys() == ref.keys()
         for k in ref:
             np.testing.assert_array_equal(ck[part][k], ref[k])
@@ -247,12 +252,27 @@ def test_checkpoint_round_trip(tmp_path, model):
 
 
 def test_progress_line_format():
-    p = common.Progress()
+    p = train.Progress(is_task=False)
+    inputs = np.zeros((10, 10), int)
     for loss in (math.log(2), 3 * math.log(2)):
-        p.add(loss, 100)
-    line = p.line(10, val=math.log(2))
+        p.add(loss, None, inputs)
+    line = p.line(10, val={"nats": math.log(2)})
     assert re.fullmatch(r"\d+\.\d{3} s, iter 10, 2\.0000 BPC, \d+\.\d{2} char/s, val 1\.0000 BPC", line), line
-    assert p.window_iters == 0  # the window restarts after each line
+    assert p.window == [0.0, 0.0, 0.0]  # the window restarts after each line
+
+
+def test_task_progress_line_counts_nats_per_episode():
+    """Two batches of 4 episodes with 3 answer steps each at 1 and 2 nats per step:
+    (3 * 1 + 3 * 2) * 4 / 8 episodes = 4.5 nats per episode."""
+    p = train.Progress(is_task=True)
+    inputs, mask = np.zeros((7, 4), int), np.zeros((7, 4), bool)
+    mask[4:] = True
+    p.add(1.0, mask, inputs)
+    p.add(2.0, mask, inputs)
+    assert p.recent_bits_per_step() == pytest.approx(1.5 / math.log(2))
+    line = p.line(2, val={"nats_seq": 0.25, "wrong_bits": 0.5, "solved": 0.75})
+    assert re.fullmatch(r"\d+\.\d{3} s, iter 2, 4\.5000 nats/seq, \d+\.\d{2} step/s, val 0\.2500 nats/seq, "
+                        r"0\.500 wrong bits/seq, 75\.0% solved", line), line
 
 
 def test_gradcheck_table_format(rnn):

@@ -1,11 +1,11 @@
 """dnc-numpy.py: every memory operation's backward against central differences, the whole
 model's gradient (with and without the stop-gradient on w^w_{t-1} inside usage), the
-invariants of §4 of ../shared/docs/dnc-spec.md, the direction of the temporal links, no
+invariants of §4 of docs/dnc.md, the direction of the temporal links, no
 NaN at the epsilon paths, carried state, a memory that is really used, and the command
 line (training, sampling, checkpoints, resume, --gradcheck).
 
 Everything numerical runs in float64 at tiny sizes with fixed seeds. The per-op measure is
-the spec's (§10): max |num - ana| / max |ana| over each input tensor, every entry checked.
+that of docs/dnc.md §10: max |num - ana| / max |ana| over each input tensor, every entry checked.
 """
 import io
 import json
@@ -23,19 +23,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import train  # noqa: E402
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
 B, N, W, R = 2, 5, 4, 3  # per-op sizes; R = 3 so that retention's leave-one-out products matter
-
-
-@pytest.fixture(autouse=True)
-def default_cfg():
-    """model_cfg reads the stop-gradient flag from the module's `cfg` global: every test
-    starts with the full gradient and leaves the module as it found it."""
-    dnc.cfg = {"stop_usage_grad": False}
-    yield
-    dnc.cfg = {"stop_usage_grad": False}
 
 
 # ----------------------------------------------------------------------------------
@@ -117,7 +109,6 @@ def model_setup(cfg, V=7, Bm=3, S=6, seed=0, noise=0.1):
     """Random float64 params (moved off the initial values), a warm-up window so the state
     is carried and non-zero, and the next window's inputs and targets."""
     rng = np.random.default_rng(seed)
-    dnc.cfg = cfg
     params = dnc.init_params(cfg, V, rng, np.float64)
     for v in params.values():
         v += noise * rng.standard_normal(v.shape)
@@ -486,11 +477,10 @@ def test_stop_usage_grad_matches_its_own_finite_differences(monkeypatch):
         return real_usage(u_prev, ww_prev, psi)
 
     monkeypatch.setattr(dnc, "usage_forward", recording)
-    dnc.cfg = cfg
-    loss0, grads_stop, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state))
+    loss0, grads_stop, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state), cfg)
     assert len(recorded) == S
-    dnc.cfg = dict(cfg, stop_usage_grad=False)
-    _, grads_full, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state))
+    _, grads_full, _ = common.loss_and_grads(dnc, params, inputs, targets, common.copy_state(state),
+                                             dict(cfg, stop_usage_grad=False))
     recorded = recorded[:S]
 
     # the stop-gradient model: usage sees the recorded w^w_{t-1} as external constants
@@ -537,7 +527,7 @@ def test_stop_usage_grad_matches_its_own_finite_differences(monkeypatch):
 
 
 def test_stop_usage_grad_flag_from_the_command_line():
-    p = common.make_parser(dnc, "", {})
+    p = train.make_parser(dnc, "", {})
     assert dnc.config(p.parse_args(["--stop-usage-grad"]))["stop_usage_grad"] is True
     assert dnc.config(p.parse_args([]))["stop_usage_grad"] is False
 
@@ -550,7 +540,6 @@ def test_stop_usage_grad_flag_from_the_command_line():
 def test_invariants_over_a_run(scale, monkeypatch):
     cfg = cfg_of(H=8, N_=6, W_=4, R_=2)
     rng = np.random.default_rng(20)
-    dnc.cfg = cfg
     V, Bm, T = 7, 4, 20
     params = dnc.init_params(cfg, V, rng, np.float64)
     for v in params.values():
@@ -679,7 +668,6 @@ def test_content_zero_memory_and_huge_strength_are_finite():
 def test_full_model_with_huge_strengths_and_zero_memory_is_finite():
     cfg = cfg_of(H=6, N_=5, W_=4, R_=2)
     rng = np.random.default_rng(23)
-    dnc.cfg = cfg
     params = dnc.init_params(cfg, 7, rng, np.float64)
     at = dnc.interface_layout(2, 4)
     for sign in (1e4, -1e4):
@@ -702,7 +690,6 @@ def test_full_model_with_huge_strengths_and_zero_memory_is_finite():
 def test_one_long_window_equals_two_carried_windows():
     cfg = cfg_of(H=6, N_=5, W_=4, R_=2)
     rng = np.random.default_rng(24)
-    dnc.cfg = cfg
     params = dnc.init_params(cfg, 7, rng, np.float64)
     for v in params.values():
         v += 0.3 * rng.standard_normal(v.shape)
@@ -741,7 +728,6 @@ def test_forward_leaves_the_given_state_untouched():
 def _used_setup():
     cfg = cfg_of(H=8, N_=6, W_=5, R_=2)
     rng = np.random.default_rng(26)
-    dnc.cfg = cfg
     params = dnc.init_params(cfg, 7, rng, np.float64)
     for v in params.values():
         v += 0.3 * rng.standard_normal(v.shape)

@@ -11,7 +11,6 @@ CFG = {"hidden": 6, "layers": 2}
 
 def _setup(model, cfg=CFG, V=7, B=3, S=5, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    model.cfg = cfg
     params = model.init_params(cfg, V, rng, dtype)
     for v in params.values():  # off the initial values, so every term matters
         v += (0.3 * rng.standard_normal(v.shape)).astype(dtype)
@@ -111,11 +110,11 @@ def test_loss_falls_when_overfitting_a_tiny_text(model, layers):
     vocab = common.Vocab(text)
     ids = vocab.encode(text)
     rng = np.random.default_rng(0)
-    model.cfg = {"hidden": 32, "layers": layers}
-    params = model.init_params(model.cfg, len(vocab), rng, np.float64)
+    cfg = {"hidden": 32, "layers": layers}
+    params = model.init_params(cfg, len(vocab), rng, np.float64)
     opt = common.Adagrad(params, lr=0.1)
     batches = common.Batches(ids, 4, 16)
-    state = model.init_state(model.cfg, params, 4)
+    state = model.init_state(cfg, params, 4)
     first = None
     losses = []
     for _ in range(300):

@@ -1,0 +1,672 @@
+"""The one training loop of every script, and its command line. Two kinds of data flow
+through the same loop:
+
+    text   B streams over a text give windows of S characters; the recurrent state
+           carries from window to window (truncated BPTT); every position is scored
+    task   B fresh episodes of a memory task (data/tasks.py) per iteration; the state
+           (the DNC's whole memory too) starts from zero at every episode; only the
+           answer steps are scored, through a mask
+
+Each iteration: forward, the masked mean cross-entropy, backward, one global-norm clip,
+Adagrad. Every --report iterations: validation (held-out text, or a fixed set of fresh
+episodes), the progress line, a row of --log, a checkpoint that keeps both the latest
+params (to resume) and the best validation's (to sample and evaluate), --patience and
+--lr-decay. The modes that do not train are here too: --gradcheck, --sample,
+--eval-lengths, --show and --plot. common.py holds the pieces the models themselves use.
+"""
+import csv
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import common
+from common import UserError
+
+tasks = common.load_script(os.path.join("data", "tasks.py"))
+
+DEFAULTS = {"hidden": 128, "layers": 1, "batch": 32, "seq": 32, "time": 120.0, "val_frac": 0.1}
+VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at every report
+EVAL_ROWS = 128  # parallel streams when validating a text: more rows, fewer small steps
+TASK_FLAGS = ("bits", "length", "repeats")
+
+
+# ----------------------------------------------------------------------------------
+# The two sources of data
+
+
+class TextSource:
+    """Windows of a text for training; BPC on its held-out parts."""
+
+    def __init__(self, vocab, train, val, test, B, S, val_chars):
+        self.vocab, self.train, self.val, self.test = vocab, train, val, test
+        self.batches = common.Batches(train, B, S)
+        self.S = S
+        self.val_report = val[:val_chars] if val_chars and len(val) > val_chars else val  # a view
+
+    def next(self, rng):
+        """-> inputs (S, B), targets (S, B), mask None (all scored), reset (B,) bool"""
+        inputs, targets, reset = self.batches.next()
+        return inputs, targets, None, reset
+
+    def validate(self, model, cfg, params):
+        """-> {"nats": mean nats per character of the validation text at reports}"""
+        return {"nats": evaluate_text(model, cfg, params, self.val_report, self.S)}
+
+
+class TaskSource:
+    """Fresh episodes of a memory task for training; a fixed set of other fresh episodes
+    (from a generator of their own) for validation, the same at every report."""
+
+    def __init__(self, task, B, seed):
+        self.task, self.B = task, B
+        val_rng = np.random.default_rng([seed, 1])
+        self.val = [task.episodes(val_rng, B) for _ in range(-(-VAL_EPISODES // B))]
+
+    def next(self, rng):
+        """-> inputs (T, B), targets (T, B), mask (T, B) bool, reset: every row"""
+        inputs, targets, mask = self.task.episodes(rng, self.B)
+        return inputs, targets, mask, np.ones(self.B, bool)
+
+    def validate(self, model, cfg, params):
+        return evaluate_task(model, cfg, params, self.task, self.val)
+
+
+def evaluate_text(model, cfg, params, ids, S, rows=EVAL_ROWS):
+    """Mean nats per character over a whole held-out text, read as up to `rows`
+    contiguous streams with the recurrent state carried from window to window."""
+    rows = max(1, min(rows, (len(ids) - 1) // S))
+    m = (len(ids) - 1) // rows  # characters each stream predicts
+    data = ids[:rows * m + 1]
+    idx = np.arange(rows)[None, :] * m  # (1, rows) where each stream starts
+    state = model.init_state(cfg, params, rows)
+    total = 0.0
+    for t0 in range(0, m, S):
+        n = min(S, m - t0)
+        inputs, targets = data[idx + t0 + np.arange(n)[:, None]], data[idx + t0 + 1 + np.arange(n)[:, None]]
+        logits, state, _ = model.forward(params, inputs, state, cfg)
+        logp = common.log_softmax(logits)
+        total -= np.take_along_axis(logp, targets[..., None].astype(np.intp), axis=-1).sum(dtype=np.float64)
+    return float(total / (m * rows))
+
+
+def evaluate_task(model, cfg, params, task, batches):
+    """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
+    -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
+    the most likely answer that differ from the target), solved (fraction of episodes
+    with no wrong bit)."""
+    nats = steps = wrong = solved = seqs = 0.0
+    for inputs, targets, mask in batches:
+        state = model.init_state(cfg, params, inputs.shape[1])
+        logits, _, _ = model.forward(params, inputs, state, cfg)
+        nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
+        nats += float((nll * mask).sum(dtype=np.float64))
+        steps += float(mask.sum())
+        bad = (task.token_bits(logits.argmax(-1)) != task.token_bits(targets)).sum(-1) * mask  # (T, B)
+        per_episode = bad.sum(0)  # (B,)
+        wrong += float(per_episode.sum())
+        solved += float((per_episode == 0).sum())
+        seqs += inputs.shape[1]
+    return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs}
+
+
+# ----------------------------------------------------------------------------------
+# Progress lines and the CSV log
+
+
+class Progress:
+    """The ancestor's progress line, with the loss averaged over the report window and
+    the training rate counted without the time spent validating and sampling."""
+
+    def __init__(self, is_task, seen=None):
+        self.is_task = is_task
+        self.start = time.perf_counter()
+        self.aside = 0.0  # seconds spent validating and sampling
+        self.window = [0.0, 0.0, 0.0]  # nats x scored steps, scored steps, episodes
+        self.last = float("nan")
+        self.steps = 0  # input steps (characters) trained on in this run
+        seen = seen or {}
+        self.before = (seen.get("seconds", 0.0), seen.get("chars", 0), seen.get("episodes", 0))
+        self.episodes = 0
+
+    def add(self, loss, mask, inputs):
+        scored = float(mask.sum()) if mask is not None else float(inputs.size)
+        self.window[0] += loss * scored
+        self.window[1] += scored
+        self.window[2] += inputs.shape[1]
+        self.steps += inputs.size
+        self.episodes += inputs.shape[1] if self.is_task else 0
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
+
+    def rate(self):
+        return self.steps / max(self.elapsed() - self.aside, 1e-9)
+
+    def recent(self):
+        """Training loss since the last report: BPC for a text, nats per episode for a task
+        (of the last report if none since)."""
+        nats, scored, episodes = self.window
+        if scored:
+            self.last = nats / episodes if self.is_task else common.bpc(nats / scored)
+        return self.last
+
+    def recent_bits_per_step(self):
+        return common.bpc(self.window[0] / self.window[1]) if self.window[1] else 0.0
+
+    def line(self, it, val):
+        train = self.recent()
+        self.window = [0.0, 0.0, 0.0]
+        s = f"{self.elapsed():.3f} s, iter {it}, "
+        if self.is_task:
+            s += f"{train:.4f} nats/seq, {self.rate():.2f} step/s"
+            return s + (f", val {val['nats_seq']:.4f} nats/seq, {val['wrong_bits']:.3f} wrong bits/seq, "
+                        f"{val['solved']:.1%} solved" if val else "")
+        s += f"{train:.4f} BPC, {self.rate():.2f} char/s"
+        return s + (f", val {common.bpc(val['nats']):.4f} BPC" if val else "")
+
+    def seen(self):
+        """What the run has seen, counting the runs it resumed: for the log and checkpoints."""
+        s, c, e = self.before
+        return {"seconds": s + self.elapsed(), "chars": c + self.steps, "episodes": e + self.episodes}
+
+
+LOG_COLUMNS = ("seconds", "iter", "chars", "episodes", "train_bpc", "val_bpc", "train_nats_seq",
+               "val_nats_seq", "wrong_bits_seq", "solved", "rate")
+
+
+def log_row(path, it, progress, train, val):
+    """Append one report to the CSV file at path (its header first if the file is new)."""
+    seen = progress.seen()
+    row = {"seconds": f"{seen['seconds']:.3f}", "iter": it, "chars": seen["chars"],
+           "episodes": seen["episodes"], "rate": f"{progress.rate():.1f}"}
+    if progress.is_task:
+        row["train_nats_seq"] = f"{train:.6f}"
+        if val:
+            row.update(val_nats_seq=f"{val['nats_seq']:.6f}", wrong_bits_seq=f"{val['wrong_bits']:.6f}",
+                       solved=f"{val['solved']:.6f}")
+    else:
+        row["train_bpc"] = f"{train:.6f}"
+        if val:
+            row["val_bpc"] = f"{common.bpc(val['nats']):.6f}"
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+    except OSError as e:
+        raise UserError(f"cannot write log {path}: {e.strerror}") from None
+
+
+# ----------------------------------------------------------------------------------
+# The command line
+
+
+def range_arg(s):
+    """--length / --repeats: 'N' or 'MIN-MAX'."""
+    try:
+        return tasks.parse_range(s)
+    except tasks.TaskError as e:
+        raise common.argparse.ArgumentTypeError(str(e)) from None
+
+
+def lengths_arg(s):
+    """--eval-lengths: 'L1,L2,...' positive whole numbers."""
+    try:
+        out = [int(v) for v in s.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise common.argparse.ArgumentTypeError(f"{s!r} is not a list of positive lengths like 5,10,20")
+    return out
+
+
+def make_parser(model, description, defaults):
+    d = dict(DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults)
+    p = common.Parser(prog=f"{model.KIND}-numpy.py", description=description,
+                      formatter_class=common.HelpFormatter)
+    pos_int, nonneg_int, pos_float = common.positive_int, common.nonneg_int, common.positive_float
+    p.add_argument("text", nargs="?",
+                   help="training text file, or a corpus: alice29 (the default), tinyshakespeare, "
+                        "ptb, text8, enwik8 (downloaded on first use, with their official splits)")
+    # sizes: None means "the task's reference setting, else the default shown"
+    p.add_argument("--hidden", type=pos_int, help=f"H, units per layer (default {d['hidden']})")
+    p.add_argument("--layers", type=pos_int, help=f"L, stacked layers (default {d['layers']})")
+    p.add_argument("--batch", type=pos_int, help=f"B, parallel streams or episodes (default {d['batch']})")
+    p.add_argument("--seq", type=pos_int, help=f"S, BPTT window length of a text (default {d['seq']})")
+    p.add_argument("--lr", type=pos_float, default=0.1, help="Adagrad learning rate")
+    p.add_argument("--lr-decay", type=pos_float, default=1.0, metavar="F",
+                   help="multiply the learning rate by F after every report without a new best validation")
+    p.add_argument("--clip", type=common.nonneg_float, default=5.0, help="global gradient-norm clip (0: off)")
+    p.add_argument("--dropout", type=common.fraction, default=0.0, metavar="P",
+                   help="dropout between layers and before the output (never on recurrent connections)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="fixes initialisation, batching, episodes, dropout and sampling")
+    p.add_argument("--time", type=common.nonneg_float,
+                   help=f"stop after this many seconds of training, 0: no limit (default {d['time']:g})")
+    p.add_argument("--iters", type=nonneg_int, default=0, help="stop after this many iterations (0: no limit)")
+    p.add_argument("--report", type=pos_int, default=100, help="iterations between progress lines")
+    p.add_argument("--patience", type=nonneg_int, default=defaults.get("patience", 10), metavar="K",
+                   help="stop after K reports without a new best validation (0: never)")
+    p.add_argument("--val-frac", type=common.fraction,
+                   help=f"held-out tail of the text for validation, when there is no --val (default {d['val_frac']})")
+    p.add_argument("--val", metavar="PATH", help="a separate validation text")
+    p.add_argument("--test", metavar="PATH", help="a test text, scored with the best model at the end")
+    p.add_argument("--val-chars", type=nonneg_int, default=250_000, metavar="N",
+                   help="validate on the first N held-out characters at reports, 0: all (the end uses all)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
+    p.add_argument("--save", metavar="PATH", help="checkpoint written at every report, at the end and on Ctrl-C")
+    p.add_argument("--load", metavar="PATH", help="resume training, or sample / evaluate, from this checkpoint")
+    p.add_argument("--log", metavar="PATH", help="append one CSV row per report (a resumed run continues it)")
+    p.add_argument("--sample", type=nonneg_int, default=0, metavar="N",
+                   help="with --load: print N sampled characters (from the best model) and exit")
+    p.add_argument("--temperature", type=pos_float, default=1.0, help="sampling temperature")
+    p.add_argument("--prime", default="", help="text the model reads before sampling")
+    p.add_argument("--gradcheck", action="store_true", help="float64 gradient check of every parameter; exit 1 on failure")
+    p.add_argument("--checks", type=pos_int, default=10, help="gradient-check entries per parameter")
+    p.add_argument("--encoding", help="text file encoding (default utf-8; latin-1 for enwik8)")
+    t = p.add_argument_group("memory tasks (instead of a text)")
+    t.add_argument("--task", choices=sorted(tasks.TASKS), help="train on episodes of a memory task")
+    t.add_argument("--bits", type=pos_int, help="bits of each vector (copy 6, repeat-copy 4, recall 6)")
+    t.add_argument("--length", type=range_arg, metavar="MIN-MAX",
+                   help="episode lengths: copy / repeat-copy sequence length, recall items, add bits")
+    t.add_argument("--repeats", type=range_arg, metavar="MIN-MAX", help="repeat-copy's repeat counts")
+    t.add_argument("--eval-lengths", type=lengths_arg, metavar="L1,L2,...",
+                   help="with --load: wrong bits and episodes solved at these lengths, then exit")
+    t.add_argument("--episodes", type=pos_int, default=1000, help="fresh episodes per length for --eval-lengths")
+    t.add_argument("--show", action="store_true", help="with --load: draw one episode in the terminal")
+    t.add_argument("--plot", metavar="PNG", help="with --load: draw one episode into a PNG (needs matplotlib)")
+    model.add_arguments(p)
+    return p
+
+
+def task_settings(args):
+    """The task options the user gave, as data/tasks.py settings."""
+    s = {}
+    if args.bits is not None:
+        s["bits"] = args.bits
+    if args.length is not None:
+        s["min_length"], s["max_length"] = args.length
+    if args.repeats is not None:
+        s["min_repeats"], s["max_repeats"] = args.repeats
+    return s
+
+
+def check_options(args):
+    """Contradictory or incomplete combinations: one line each."""
+    given_task_flags = [f"--{f}" for f in TASK_FLAGS if getattr(args, f) is not None]
+    needs_load = [name for name, on in (("--sample", args.sample), ("--eval-lengths", args.eval_lengths),
+                                        ("--show", args.show), ("--plot", args.plot)) if on]
+    if needs_load and not args.load:
+        raise UserError(f"{needs_load[0]} needs a trained model: add --load PATH")
+    if args.task and args.text:
+        raise UserError(f"--task {args.task} trains on generated episodes: drop the text {args.text}")
+    if given_task_flags and not args.task and not args.load:
+        raise UserError(f"{given_task_flags[0]} is a task option: add --task copy (or another task)")
+    if args.task and (args.val or args.test or args.val_frac is not None):
+        raise UserError("--val, --test and --val-frac are for texts; a task validates on fresh episodes")
+    if args.val and args.val_frac is not None:
+        raise UserError("give either --val PATH or --val-frac, not both")
+    if args.repeats is not None and args.task not in (None, "repeat-copy"):
+        raise UserError(f"--repeats is an option of repeat-copy, not {args.task}")
+
+
+def main(model, description, defaults=None, argv=None):
+    """Parse the command line and run: gradient check, sampling, evaluation or training."""
+    args = make_parser(model, description, defaults or {}).parse_args(argv)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a NaN is caught by run
+            code = run(model, args, defaults or {})
+    except UserError as e:
+        print(f"{model.KIND}-numpy.py: error: {e}", file=sys.stderr)
+        code = 2
+    except MemoryError:
+        print(f"{model.KIND}-numpy.py: error: not enough memory for these sizes "
+              f"(lower --hidden, --layers, --batch or --seq)", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:  # Ctrl-C before training started (or while sampling)
+        print(f"{model.KIND}-numpy.py: interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
+        code = 1
+    sys.exit(code)
+
+
+def fill_sizes(args, model, task, defaults):
+    """Sizes not given on the command line: the task's reference setting, else the defaults."""
+    d = dict(DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {}))
+    for k in ("hidden", "layers", "batch", "seq", "time", *getattr(model, "SIZE_DEFAULTS", {})):
+        if getattr(args, k) is None:
+            setattr(args, k, d[k])
+
+
+def make_task(name, settings):
+    try:
+        return tasks.make_task(name, **settings)
+    except tasks.TaskError as e:
+        raise UserError(str(e)) from None
+
+
+def available_memory():
+    """Bytes of memory this process may still use (Linux: MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(model, cfg, V, B, S, dtype):
+    """Refuse, before allocating anything, sizes whose arrays would not fit in memory."""
+    need = model.memory_floats(cfg, V, B, S) * np.dtype(dtype).itemsize
+    have = available_memory()
+    if have is not None and need > 0.8 * have:
+        raise UserError(f"these sizes need about {need / 2**30:.3g} GiB of memory for parameters and one "
+                        f"window's cache; {have / 2**30:.1f} GiB is free (lower --batch, --seq, --hidden or --layers)")
+
+
+# ----------------------------------------------------------------------------------
+# What run() does
+
+
+def run(model, args, defaults):
+    check_options(args)
+    script = f"{model.KIND}-numpy.py"
+    ck = common.load_checkpoint(args.load, model.KIND) if args.load else None
+    task = None
+    if ck is not None and ck["info"].get("task"):
+        saved = ck["info"]["task"]
+        if args.task and args.task != saved["name"]:
+            raise UserError(f"{args.load} was trained on the task {saved['name']}, not {args.task}")
+        clash = {k: v for k, v in task_settings(args).items() if saved["settings"].get(k) != v}
+        if clash and not args.eval_lengths:
+            raise UserError(f"{args.load} was trained with {saved['name']} settings {saved['settings']}; "
+                            f"drop the task options that differ ({', '.join(clash)})")
+        task = make_task(saved["name"], saved["settings"])
+        if args.text:
+            raise UserError(f"{args.load} is a {saved['name']} model: it takes no text")
+    elif ck is not None:
+        if args.task or args.eval_lengths or args.show or args.plot:
+            what = f"--task {args.task}" if args.task else "--eval-lengths, --show and --plot"
+            raise UserError(f"{args.load} was trained on a text; {what} need a model trained on a task")
+    elif args.task:
+        task = make_task(args.task, task_settings(args))
+    args.given = {k for k, v in vars(args).items() if v is not None}  # before the defaults fill in
+    fill_sizes(args, model, task, defaults)
+    if args.gradcheck:
+        return gradcheck_mode(model, args, task)
+    if args.sample:
+        if task is not None:
+            raise UserError(f"{args.load} is a {task.name} model; --sample draws text from a text model")
+        cfg = ck["info"]["cfg"]
+        params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
+        rng = np.random.default_rng(args.seed)
+        print(args.prime + common.sample(model, cfg, params, ck["vocab"], args.sample, args.temperature,
+                                         args.prime, rng))
+        return 0
+    if args.eval_lengths or args.show or args.plot:
+        return evaluate_mode(model, args, ck, task)
+    return train(model, args, ck, task, script)
+
+
+def gradcheck_mode(model, args, task):
+    cfg = dict(model.config(args), batch=3, seq=6)
+    tol = 1e-6
+    print(f"{model.KIND} gradient check, float64, sizes {model.config(args)}"
+          + (f", {task.describe()}, its masked loss" if task else ""))
+    episodes = task.episodes(np.random.default_rng(args.seed), 3) if task else None
+    V = task.V if task else 7
+    worst, count = common.check_model_gradients(model, cfg, V=V, checks=args.checks, seed=args.seed, tol=tol,
+                                                episodes=episodes)
+    return 0 if common.gradcheck_verdict(worst, count, tol) else 1
+
+
+def eval_cfg(model, args, ck, task, length):
+    """The checkpoint's configuration, with a larger DNC memory if --memory asks for one
+    (N is no parameter size); refuses a length the memory cannot hold."""
+    cfg = dict(ck["info"]["cfg"])
+    if "memory" in cfg:
+        if "memory" in args.given:
+            cfg["memory"] = args.memory
+        need = task.slots_needed(length)
+        if need > cfg["memory"]:
+            raise UserError(f"length {length} needs {need} memory slots; this DNC has {cfg['memory']} "
+                            f"(add --memory {need} or more)")
+    return cfg
+
+
+def evaluate_mode(model, args, ck, task):
+    params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
+    if args.eval_lengths:
+        cfgs = [eval_cfg(model, args, ck, task, L) for L in args.eval_lengths]  # refuse before any work
+        rng = np.random.default_rng([args.seed, 2])
+        memory = f", memory N={cfgs[0]['memory']}" if "memory" in cfgs[0] else ""
+        print(f"{task.describe()}; {args.episodes} fresh episodes per length{memory}")
+        print(f"{'length':>8} {'wrong bits/seq':>15} {'bits/seq':>9} {'solved':>8}")
+        for L, cfg in zip(args.eval_lengths, cfgs):
+            B = min(args.episodes, 100)
+            batches = [task.episodes(rng, min(B, args.episodes - i), length=L) for i in range(0, args.episodes, B)]
+            m = evaluate_task(model, cfg, params, task, batches)
+            bits = L * task.out_bits if task.name != "recall" else task.settings["item_length"] * task.out_bits
+            print(f"{L:>8} {m['wrong_bits']:>15.3f} {bits:>9} {m['solved']:>8.1%}")
+    if args.show or args.plot:
+        pictures = common.load_script("pictures.py")
+        L = task.settings["max_length"]
+        cfg = eval_cfg(model, args, ck, task, L)
+        rows, title = pictures.episode_rows(model, cfg, params, task, np.random.default_rng(args.seed), L)
+        if args.show:
+            print(pictures.terminal(rows, title))
+        if args.plot:
+            try:
+                pictures.png(rows, title, args.plot)
+            except ImportError:
+                raise UserError("--plot needs matplotlib: pip install matplotlib") from None
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def load_text_source(args, ck, script):
+    """The training text and its held-out parts -> vocab, train, val, test ids."""
+    files = {"train": args.text, "valid": args.val, "test": args.test, "encoding": None}
+    if args.text is None or (not os.path.exists(args.text) and args.text in CORPUS_NAMES):
+        named = common.corpus_files(args.text or "alice29", script)
+        for k in ("valid", "test"):
+            if files[k] is None:
+                files[k] = named[k]
+            elif named[k] is not None:
+                raise UserError(f"{args.text} has an official {k} split; drop --{k[:4]}")
+        files["train"], files["encoding"] = named["train"], named["encoding"]
+        if files["valid"] is not None and args.val_frac_given:
+            raise UserError(f"{args.text} has an official validation split; drop --val-frac")
+    encoding = args.encoding or files["encoding"] or "utf-8"
+    text = common.read_text(files["train"], encoding)
+    vocab = ck["vocab"] if ck is not None else common.Vocab(text)
+    if ck is not None and sorted(set(text)) != vocab.chars:
+        raise UserError(f"{args.load} was trained on another vocabulary "
+                        f"({len(vocab)} characters; this text has {len(set(text))})")
+    ids = vocab.encode(text)
+    del text
+    if files["valid"]:
+        train_ids, val_ids = common.split_data(ids, 0.0, args.seq, args.batch)
+        val_ids = vocab.encode(common.read_text(files["valid"], encoding), os.path.basename(files["valid"]))
+        if len(val_ids) < 2:
+            raise UserError(f"{files['valid']} is too short to validate on")
+    else:
+        train_ids, val_ids = common.split_data(ids, args.val_frac, args.seq, args.batch)
+    test_ids = None
+    if files["test"]:
+        test_ids = vocab.encode(common.read_text(files["test"], encoding), os.path.basename(files["test"]))
+        if len(test_ids) < 2:
+            raise UserError(f"{files['test']} is too short to test on")
+    return vocab, train_ids, val_ids, test_ids
+
+
+CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
+
+
+def train(model, args, ck, task, script):
+    dtype = np.dtype(args.dtype)
+    if ck is not None:  # the sizes and batching come from the checkpoint
+        cfg = ck["info"]["cfg"]
+        args.batch, args.seq = cfg["batch"], cfg["seq"]
+    if task is None:
+        args.val_frac_given = args.val_frac is not None
+        if args.val_frac is None:
+            args.val_frac = DEFAULTS["val_frac"]
+        vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)
+        V = len(vocab)
+        source = TextSource(vocab, train_ids, val_ids, test_ids, args.batch, args.seq, args.val_chars)
+        S = args.seq
+    else:
+        vocab, V = None, task.V
+        source = TaskSource(task, args.batch, args.seed)
+        S = max(inputs.shape[0] for inputs, _, _ in source.val)
+    if ck is None:
+        cfg = dict(model.config(args), batch=args.batch, seq=args.seq)
+    check_fits(model, cfg, V, args.batch, S, dtype)
+    B = args.batch
+
+    if ck is None:
+        rng = np.random.default_rng(args.seed)
+        params = model.init_params(cfg, V, rng, dtype)
+        opt = common.Adagrad(params, args.lr)
+        state = model.init_state(cfg, params, B)
+        it, info = 0, {}
+    else:
+        info = ck["info"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = info["rng"]
+        params = {k: v.astype(dtype) for k, v in ck["param"].items()}
+        opt = common.Adagrad(params, args.lr * info.get("lr_scale", 1.0))  # --lr-decay so far
+        opt.mem = {k: v.astype(dtype) for k, v in ck["adagrad"].items()}
+        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
+        it = info["iter"]
+        if task is None:
+            source.batches.cursors[:] = ck["cursors"]
+        print(f"resumed {args.load} at iter {it}")
+    has_val = task is not None or len(source.val) > 1
+    best = {"val": info.get("best_val"), "iter": info.get("best_iter"), "stale": info.get("stale", 0),
+            "params": {k: v.astype(dtype) for k, v in ck["best"].items()} if ck is not None else None}
+    chance = 2 * math.log2(V)  # a training loss above twice chance has diverged
+
+    def check_finite(loss_bits, at, val=None):
+        """Stop, keeping the last good checkpoint, once the model has diverged."""
+        kept = f"; the last good checkpoint is kept in {args.save}" if args.save and os.path.exists(args.save) else ""
+        bits = max(loss_bits, common.bpc(val["nats"]) if val is not None else 0.0)
+        if not math.isfinite(bits) or not all(np.isfinite(v).all() for v in params.values()):
+            raise UserError(f"loss became non-finite at iter {at} (try a lower --lr or a --clip){kept}")
+        if bits > chance:
+            raise UserError(f"training diverged at iter {at}: {bits:.4g} bits per scored step, above "
+                            f"twice chance ({chance:.2f}); try a lower --lr or a --clip{kept}")
+
+    def save():
+        if args.save:
+            meta = {"iter": it, "lr_scale": opt.lr / args.lr, "best_val": best["val"], "best_iter": best["iter"],
+                    "stale": best["stale"], "seen": progress.seen(),
+                    "task": {"name": task.name, "settings": task.settings} if task else None}
+            cursors = source.batches.cursors if task is None else np.zeros(0, np.int64)
+            common.save_checkpoint(args.save, model.KIND, cfg, params, opt, vocab, meta, state, cursors, rng,
+                                   best["params"])
+
+    what = (task.describe() if task else
+            f"{V} symbols, {len(source.train)} train / {len(source.val)} val"
+            + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
+            + (f" (the first {len(source.val_report)} validate each report)"
+               if len(source.val_report) < len(source.val) else ""))
+    print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}")
+    progress = Progress(task is not None, info.get("seen"))
+    start_it, val, stopped = it, None, None
+    interrupted = []  # Ctrl-C only raises a flag: the iteration under way finishes whole
+    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+
+    def report():
+        nonlocal val
+        t0 = time.perf_counter()
+        val = source.validate(model, cfg, params) if has_val else None
+        bits = progress.recent_bits_per_step()
+        train_loss = progress.recent()
+        line = progress.line(it, val)
+        progress.aside += time.perf_counter() - t0
+        print(line, flush=True)
+        check_finite(bits, it, val)
+        if args.log:
+            log_row(args.log, it, progress, train_loss, val)
+        if val is not None:
+            score = val["nats_seq"] if task else val["nats"]
+            if best["val"] is None or score < best["val"]:
+                best.update(val=score, iter=it, stale=0, params={k: v.copy() for k, v in params.items()})
+            else:
+                best["stale"] += 1
+                opt.lr *= args.lr_decay
+        if task is None and it % (10 * args.report) == 0:
+            t0 = time.perf_counter()
+            text = common.sample(model, cfg, params, vocab, 200, 1.0, "", rng)
+            progress.aside += time.perf_counter() - t0
+            print("----\n" + text + "\n----", flush=True)
+
+    try:
+        while not interrupted:
+            if (args.iters and it - start_it >= args.iters) or (args.time and progress.elapsed() >= args.time):
+                break
+            if args.patience and best["stale"] >= args.patience:
+                stopped = f"no new best validation in {args.patience} reports (--patience {args.patience})"
+                break
+            inputs, targets, mask, reset = source.next(rng)
+            common.reset_rows(state, reset)
+            loss, grads, new_state = common.loss_and_grads(model, params, inputs, targets, state, cfg, mask, rng)
+            if not math.isfinite(loss):
+                check_finite(loss, it + 1)
+            common.clip_global_norm(grads, args.clip)
+            opt.step(params, grads)
+            state = new_state
+            it += 1
+            progress.add(loss, mask, inputs)
+            if it % args.report == 0:
+                report()
+                save()
+        if interrupted:
+            save()
+            print(f"interrupted at iter {it}" + (f"; saved {args.save}" if args.save else ""), file=sys.stderr)
+            return 130
+        if progress.window[1] or val is None:
+            report()
+        save()
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+    if stopped:
+        print(f"stopped: {stopped}")
+    print(done_line(model, cfg, source, task, progress, it, val, best))
+    return 0
+
+
+def done_line(model, cfg, source, task, progress, it, val, best):
+    """The closing line: the last figures, the best validation, the test figure of the best
+    params (texts with a test set), the training rate and the share of time validating."""
+    aside = f"{progress.rate():.2f} {'step' if task else 'char'}/s training, " \
+            f"{progress.aside / max(progress.elapsed(), 1e-9):.1%} of the time validating"
+    if task:
+        s = f"done: iter {it}, train {progress.recent():.4f} nats/seq"
+        if val:
+            s += (f", val {val['nats_seq']:.4f} nats/seq, {val['wrong_bits']:.3f} wrong bits/seq, "
+                  f"{val['solved']:.1%} solved, best val {best['val']:.4f} nats/seq at iter {best['iter']}")
+        return s + ", " + aside
+    s = f"done: iter {it}, train {progress.recent():.4f} BPC"
+    if val:
+        s += f", val {common.bpc(val['nats']):.4f} BPC, best val {common.bpc(best['val']):.4f} BPC at iter {best['iter']}"
+        if len(source.val_report) < len(source.val):
+            whole = evaluate_text(model, cfg, best["params"], source.val, source.S)
+            s += f" (whole validation text {common.bpc(whole):.4f})"
+    else:
+        s += ", val n/a BPC"
+    if source.test is not None:
+        params = best["params"] if best["params"] is not None else None
+        s += f", test {common.bpc(evaluate_text(model, cfg, params, source.test, source.S)):.4f} BPC"
+    return s + ", " + aside
