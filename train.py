@@ -182,8 +182,9 @@ def log_row(path, it, progress, train, val):
     """Append one report to the CSV file at path (its header first if the file is new)."""
     seen = progress.seen()
     row = {"seconds": f"{seen['seconds']:.3f}", "iter": it, "chars": seen["chars"],
-           "episodes": seen["episodes"], "rate": f"{progress.rate():.1f}"}
+           "rate": f"{progress.rate():.1f}"}
     if progress.is_task:
+        row["episodes"] = seen["episodes"]
         row["train_nats_seq"] = f"{train:.6f}"
         if val:
             row.update(val_nats_seq=f"{val['nats_seq']:.6f}", wrong_bits_seq=f"{val['wrong_bits']:.6f}",
@@ -227,7 +228,7 @@ def lengths_arg(s):
 
 
 def make_parser(model, description, defaults):
-    d = dict(DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults)
+    d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults}
     p = common.Parser(prog=f"{model.KIND}-numpy.py", description=description,
                       formatter_class=common.HelpFormatter)
     pos_int, nonneg_int, pos_float = common.positive_int, common.nonneg_int, common.positive_float
@@ -339,7 +340,7 @@ def main(model, description, defaults=None, argv=None):
 
 def fill_sizes(args, model, task, defaults):
     """Sizes not given on the command line: the task's reference setting, else the defaults."""
-    d = dict(DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {}))
+    d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {})}
     for k in ("hidden", "layers", "batch", "seq", "time", *getattr(model, "SIZE_DEFAULTS", {})):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
@@ -583,6 +584,8 @@ def train(model, args, ck, task, script):
                if len(source.val_report) < len(source.val) else ""))
     print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}")
     progress = Progress(task is not None, info.get("seen"))
+    if args.log and ck is None and os.path.exists(args.log):
+        open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
     start_it, val, stopped = it, None, None
     interrupted = []  # Ctrl-C only raises a flag: the iteration under way finishes whole
     old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
@@ -591,11 +594,10 @@ def train(model, args, ck, task, script):
         nonlocal val
         t0 = time.perf_counter()
         val = source.validate(model, cfg, params) if has_val else None
+        progress.aside += time.perf_counter() - t0
         bits = progress.recent_bits_per_step()
         train_loss = progress.recent()
-        line = progress.line(it, val)
-        progress.aside += time.perf_counter() - t0
-        print(line, flush=True)
+        print(progress.line(it, val), flush=True)
         check_finite(bits, it, val)
         if args.log:
             log_row(args.log, it, progress, train_loss, val)
