@@ -30,7 +30,7 @@ def episode_rows(model, cfg, params, task, rng, length):
     rows = [("input", task.input_channels(inputs[:, 0]).T), ("target", want.T), ("output", out.T)]
     if hasattr(model, "memory_pictures"):
         rows += model.memory_pictures(params, inputs, cfg)
-    title = f"{task.describe()}: one episode of length {length}, {wrong} wrong bits"
+    title = f"{task.describe()}\none episode of length {length}, {wrong} wrong bits"
     return rows, title
 
 
@@ -38,11 +38,13 @@ def terminal(rows, title, width=100):
     """The rows as shade blocks, one character per time step, wrapped to `width` columns."""
     T = rows[0][1].shape[1]
     per = max(10, width - LABEL)
-    out = [title, f"(time across, {SHADES[0]!r} = 0 ... {SHADES[-1]!r} = 1)"]
+    out = title.split("\n") + [f"(time across, {SHADES[0]!r} = 0 ... {SHADES[-1]!r} = 1)"]
     for t0 in range(0, T, per):
         t1 = min(T, t0 + per)
+        if T > per:
+            out.append(f"steps {t0}-{t1 - 1}:")
         ruler = "".join(str(t % 10) if t % 5 == 0 else "·" for t in range(t0, t1))
-        out.append(f"{'step':<{LABEL}}{ruler}" + (f"  (steps {t0}-{t1 - 1})" if T > per else ""))
+        out.append(f"{'step':<{LABEL}}{ruler}")
         for label, a in rows:
             levels = np.clip(np.rint(np.asarray(a, float)[:, t0:t1] * 4), 0, 4).astype(int)
             for k, line in enumerate(levels):

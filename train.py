@@ -390,7 +390,7 @@ def run(model, args, defaults):
         clash = {k: v for k, v in task_settings(args).items() if saved["settings"].get(k) != v}
         if clash and not args.eval_lengths:
             raise UserError(f"{args.load} was trained with {saved['name']} settings {saved['settings']}; "
-                            f"drop the task options that differ ({', '.join(clash)})")
+                            f"drop the task options that differ ({', '.join(sorted({tasks.OPTION[k] for k in clash}))})")
         task = make_task(saved["name"], saved["settings"])
         if args.text:
             raise UserError(f"{args.load} is a {saved['name']} model: it takes no text")
@@ -432,7 +432,11 @@ def gradcheck_mode(model, args, task):
 
 def eval_cfg(model, args, ck, task, length):
     """The checkpoint's configuration, with a larger DNC memory if --memory asks for one
-    (N is no parameter size); refuses a length the memory cannot hold."""
+    (N is no parameter size); refuses a length the task or the memory cannot have."""
+    try:
+        task.episodes(np.random.default_rng(0), 1, length=length)
+    except tasks.TaskError as e:
+        raise UserError(str(e)) from None
     cfg = dict(ck["info"]["cfg"])
     if "memory" in cfg:
         if "memory" in args.given:
@@ -528,7 +532,8 @@ def train(model, args, ck, task, script):
         S = args.seq
     else:
         vocab, V = None, task.V
-        source = TaskSource(task, args.batch, args.seed)
+        # the validation episodes come from the seed of the run's start, kept on resuming
+        source = TaskSource(task, args.batch, ck["info"].get("task_seed", args.seed) if ck else args.seed)
         S = max(inputs.shape[0] for inputs, _, _ in source.val)
     if ck is None:
         cfg = dict(model.config(args), batch=args.batch, seq=args.seq)
@@ -572,7 +577,8 @@ def train(model, args, ck, task, script):
         if args.save:
             meta = {"iter": it, "lr_scale": opt.lr / args.lr, "best_val": best["val"], "best_iter": best["iter"],
                     "stale": best["stale"], "seen": progress.seen(),
-                    "task": {"name": task.name, "settings": task.settings} if task else None}
+                    "task": {"name": task.name, "settings": task.settings} if task else None,
+                    "task_seed": info.get("task_seed", args.seed)}
             cursors = source.batches.cursors if task is None else np.zeros(0, np.int64)
             common.save_checkpoint(args.save, model.KIND, cfg, params, opt, vocab, meta, state, cursors, rng,
                                    best["params"])
@@ -586,12 +592,13 @@ def train(model, args, ck, task, script):
     progress = Progress(task is not None, info.get("seen"))
     if args.log and ck is None and os.path.exists(args.log):
         open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
-    start_it, val, stopped = it, None, None
+    start_it, val, stopped, reported = it, None, None, None
     interrupted = []  # Ctrl-C only raises a flag: the iteration under way finishes whole
     old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
 
     def report():
-        nonlocal val
+        nonlocal val, reported
+        reported = it
         t0 = time.perf_counter()
         val = source.validate(model, cfg, params) if has_val else None
         progress.aside += time.perf_counter() - t0
@@ -638,18 +645,18 @@ def train(model, args, ck, task, script):
             save()
             print(f"interrupted at iter {it}" + (f"; saved {args.save}" if args.save else ""), file=sys.stderr)
             return 130
-        if progress.window[1] or val is None:
+        if reported != it:
             report()
         save()
     finally:
         signal.signal(signal.SIGINT, old_handler)
     if stopped:
         print(f"stopped: {stopped}")
-    print(done_line(model, cfg, source, task, progress, it, val, best))
+    print(done_line(model, cfg, source, task, progress, it, val, best, params))
     return 0
 
 
-def done_line(model, cfg, source, task, progress, it, val, best):
+def done_line(model, cfg, source, task, progress, it, val, best, params):
     """The closing line: the last figures, the best validation, the test figure of the best
     params (texts with a test set), the training rate and the share of time validating."""
     aside = f"{progress.rate():.2f} {'step' if task else 'char'}/s training, " \
@@ -668,7 +675,7 @@ def done_line(model, cfg, source, task, progress, it, val, best):
             s += f" (whole validation text {common.bpc(whole):.4f})"
     else:
         s += ", val n/a BPC"
-    if source.test is not None:
-        params = best["params"] if best["params"] is not None else None
+    if source.test is not None:  # scored with the best params (the last ones if nothing validated)
+        params = best["params"] if best["params"] is not None else params
         s += f", test {common.bpc(evaluate_text(model, cfg, params, source.test, source.S)):.4f} BPC"
     return s + ", " + aside

@@ -98,9 +98,9 @@ CONFIGS = [
     Config("RNN 32/16/25", "rnn", {"hidden": 32, "layers": 1}, 16, 25, 1.5),
     Config("LSTM 32/16/25", "lstm", {"hidden": 32, "layers": 1}, 16, 25, 1.5),
     Config("LSTM 128/32/32", "lstm", {"hidden": 128, "layers": 1}, 32, 32, 1.5),
-    Config("DNC 128, N16 W16 R4, 32/32", "dnc",
-           {"hidden": 128, "layers": 1, "memory": 16, "width": 16, "reads": 4}, 32, 32, 5.0),
-]
+] + [Config(f"DNC 128, N{N} W16 R4, 32/32", "dnc",
+             {"hidden": 128, "layers": 1, "memory": N, "width": 16, "reads": 4}, 32, 32, target)
+     for N, target in ((16, 5.0), (64, 3.0), (256, 3.0))]
 PEER_NAMES = {"rnn": "nn.RNN", "lstm": "nn.LSTM", "dnc": "pytorch-dnc"}
 
 
@@ -185,9 +185,10 @@ class TorchPeer:
         inputs, targets, reset = self.batches.next()
         if reset.any():
             self.reset_rows(torch.from_numpy(reset))
-        x = self.eye[torch.from_numpy(inputs)]  # (S, B, V)
+        # the ids come as small unsigned ints, which torch would read as a boolean mask
+        x = self.eye[torch.from_numpy(inputs).long()]  # (S, B, V)
         logits, state = self.net(x, self.state)
-        loss = F.cross_entropy(logits.reshape(-1, self.V), torch.from_numpy(targets).reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, self.V), torch.from_numpy(targets).long().reshape(-1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), CLIP)
