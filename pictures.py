@@ -60,8 +60,9 @@ def png(rows, title, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heights = [max(1.0, a.shape[0]) for _, a in rows]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.2 + 0.16 * sum(heights)), sharex=True,
+    heights = [max(1.5, a.shape[0]) for _, a in rows]
+    tall = 1.2 + 0.08 * sum(heights)  # inches
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, tall), sharex=True,
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, (label, a) in zip(axes[:, 0], rows):
         ax.imshow(a, aspect="auto", vmin=0, vmax=1, cmap="gray", interpolation="nearest")
@@ -70,6 +71,6 @@ def png(rows, title, path):
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / tall), h_pad=0.3)  # room for the two-line title
     fig.savefig(path, dpi=110)
     plt.close(fig)
