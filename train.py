@@ -30,7 +30,7 @@ tasks = common.load_script(os.path.join("data", "tasks.py"))
 
 DEFAULTS = {"hidden": 128, "layers": 1, "batch": 32, "seq": 32, "time": 120.0, "val_frac": 0.1}
 VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at every report
-EVAL_ROWS = 128  # parallel streams when validating a text: more rows, fewer small steps
+EVAL_ROWS = 128  # at most this many parallel streams validate a text
 TASK_FLAGS = ("bits", "length", "repeats")
 
 
@@ -46,6 +46,7 @@ class TextSource:
         self.batches = common.Batches(train, B, S)
         self.S = S
         self.val_report = val[:val_chars] if val_chars and len(val) > val_chars else val  # a view
+        self.B = B
 
     def next(self, rng):
         """-> inputs (S, B), targets (S, B), mask None (all scored), reset (B,) bool"""
@@ -54,7 +55,13 @@ class TextSource:
 
     def validate(self, model, cfg, params):
         """-> {"nats": mean nats per character of the validation text at reports}"""
-        return {"nats": evaluate_text(model, cfg, params, self.val_report, self.S)}
+        return {"nats": self.score(model, cfg, params, self.val_report)}
+
+    def score(self, model, cfg, params, ids):
+        """Mean nats per character of ids. As many streams as the training batch, more on a
+        long held-out text (fewer, longer steps), each long enough (2000 characters) that
+        its start from a zero state costs the figure little."""
+        return evaluate_text(model, cfg, params, ids, self.S, min(EVAL_ROWS, max(self.B, len(ids) // 2000)))
 
 
 class TaskSource:
@@ -251,7 +258,7 @@ def make_parser(model, description, defaults):
                    help=f"stop after this many seconds of training, 0: no limit (default {d['time']:g})")
     p.add_argument("--iters", type=nonneg_int, default=0, help="stop after this many iterations (0: no limit)")
     p.add_argument("--report", type=pos_int, default=100, help="iterations between progress lines")
-    p.add_argument("--patience", type=nonneg_int, default=defaults.get("patience", 10), metavar="K",
+    p.add_argument("--patience", type=nonneg_int, default=5, metavar="K",
                    help="stop after K reports without a new best validation (0: never)")
     p.add_argument("--val-frac", type=common.fraction,
                    help=f"held-out tail of the text for validation, when there is no --val (default {d['val_frac']})")
@@ -671,11 +678,11 @@ def done_line(model, cfg, source, task, progress, it, val, best, params):
     if val:
         s += f", val {common.bpc(val['nats']):.4f} BPC, best val {common.bpc(best['val']):.4f} BPC at iter {best['iter']}"
         if len(source.val_report) < len(source.val):
-            whole = evaluate_text(model, cfg, best["params"], source.val, source.S)
+            whole = source.score(model, cfg, best["params"], source.val)
             s += f" (whole validation text {common.bpc(whole):.4f})"
     else:
         s += ", val n/a BPC"
     if source.test is not None:  # scored with the best params (the last ones if nothing validated)
         params = best["params"] if best["params"] is not None else params
-        s += f", test {common.bpc(evaluate_text(model, cfg, params, source.test, source.S)):.4f} BPC"
+        s += f", test {common.bpc(source.score(model, cfg, params, source.test)):.4f} BPC"
     return s + ", " + aside
