@@ -281,19 +281,26 @@ def write_backward(dM, cache):
     return dM * keep, dww, de, dv
 
 
-@functools.lru_cache(maxsize=None)
-def off_diagonal(N, dtype):
-    return 1 - np.eye(N, dtype=dtype)
+def zero_diagonal(X):
+    """X (B, N, N) -> X with X[:, i, i] = 0 for every i, in place."""
+    N = X.shape[-1]
+    X[:, np.arange(N), np.arange(N)] = 0
+    return X
+
+
+def link_scale(ww):
+    """1 - w_i - w_j (B, N, N), the decay of the links (§4, step 8)."""
+    return np.subtract(1 - ww[:, :, None], ww[:, None, :])
 
 
 def link_forward(L_prev, ww, p_prev):
     """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
     diagonal (§4, step 8; w = w^w_t). L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N).
-    Uses p_{t-1}."""
-    off = off_diagonal(ww.shape[-1], ww.dtype)  # (N, N) the diagonal is overwritten with 0
-    scale = 1 - ww[:, :, None] - ww[:, None, :]  # (B, N, N)
-    L = (scale * L_prev + ww[:, :, None] * p_prev[:, None, :]) * off
-    return L, (L_prev, ww, p_prev, scale, off)
+    Uses p_{t-1}. The cache keeps only the inputs: the (B, N, N) scale is recomputed."""
+    L = link_scale(ww)
+    L *= L_prev
+    L += ww[:, :, None] * p_prev[:, None, :]
+    return zero_diagonal(L), (L_prev, ww, p_prev)
 
 
 def link_backward(dL, cache):
@@ -302,12 +309,13 @@ def link_backward(dL, cache):
 
     VJP (§5), with G = dL (1 - I): dL_prev = G (1 - w_i - w_j), dp_prev = G^T w,
     dww_i = (G p_prev)_i - sum_j (G L_prev)[i, j] - sum_j (G L_prev)[j, i] (G L_prev elementwise)."""
-    L_prev, ww, p_prev, scale, off = cache
-    G = dL * off
-    GL = G * L_prev
-    dww = np.einsum("bij,bj->bi", G, p_prev) - np.einsum("bij->bi", GL) - np.einsum("bij->bj", GL)
-    dp_prev = np.einsum("bi,bij->bj", ww, G)
-    return G * scale, dww, dp_prev
+    L_prev, ww, p_prev = cache
+    G = zero_diagonal(dL.copy())
+    dww = ((G @ p_prev[:, :, None])[:, :, 0] - np.einsum("bij,bij->bi", G, L_prev)
+           - np.einsum("bij,bij->bj", G, L_prev))
+    dp_prev = (ww[:, None, :] @ G)[:, 0]
+    G *= link_scale(ww)
+    return G, dww, dp_prev  # G is now dL_prev, in G's memory
 
 
 def precedence_forward(p_prev, ww):
@@ -337,7 +345,8 @@ def directional_backward(dfwd, dbwd, cache):
     VJP (§5), with w^i = w^{r,i}_{t-1}: dL = sum_i (df^i (w^i)^T + w^i (db^i)^T),
     dw^i = L^T df^i + L db^i."""
     L, wr_prev = cache
-    dL = dfwd.transpose(0, 2, 1) @ wr_prev + wr_prev.transpose(0, 2, 1) @ dbwd
+    # the two sums of outer products as one product: [df, w]^T [w; db]  (B, N, 2R) (B, 2R, N)
+    dL = np.concatenate([dfwd, wr_prev], 1).transpose(0, 2, 1) @ np.concatenate([wr_prev, dbwd], 1)
     return dL, dfwd @ L + dbwd @ L.transpose(0, 2, 1)
 
 
@@ -456,7 +465,7 @@ def memory_floats(cfg, V, B, S):
     memories of every step; for refusing sizes that cannot fit."""
     H, L, N, W, R = cfg["hidden"], cfg["layers"], cfg["memory"], cfg["width"], cfg["reads"]
     n_params = L * (V + R * W + 2 * H + 1) * 4 * H + L * H * (interface_size(R, W) + V) + R * W * V
-    per_step = L * 14 * H + 8 * N * N + 8 * N * W + 12 * R * N + 3 * V
+    per_step = L * 14 * H + 2 * N * N + 8 * N * W + 12 * R * N + 3 * V
     return 3 * n_params + S * B * per_step
 
 

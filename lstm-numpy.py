@@ -17,8 +17,6 @@ With --dropout p, the input of every layer above the first and the input of the 
 layer are multiplied by a random mask (common.dropout; Zaremba et al. 2014): the
 recurrent h_prev and c_prev never are. Shapes follow the legend in common.py.
 """
-import functools
-
 import numpy as np
 
 import common
@@ -32,27 +30,11 @@ KIND = "lstm"
 #
 # Speed notes (the code is written for float32 training, where the cost of a step is
 # a handful of small NumPy calls besides one matrix product):
-#   - all four gate nonlinearities take one exp over the whole (B, G) block, since
-#     sigmoid(z) = 1 / (1 + exp(-z)) and tanh(z) = 2 sigmoid(2z) - 1; NumPy's float32
-#     exp is about twice as fast as its tanh, and whole-row operations with a (G,)
-#     row of constants (gate_constants) beat separate ones on each gate's columns;
 #   - results go with out= into arrays the layer allocates once per window (a slice per
 #     step, never reused), instead of a fresh temporary per operation;
 #   - the backward's local derivatives need no recurrence, so the layer computes them
 #     for all the window's steps in one pass (lstm_local_derivatives), and only the
 #     recurrence itself (lstm_adjoint_step) runs step by step.
-
-
-@functools.lru_cache(maxsize=None)
-def gate_constants(H, dtype):
-    """Read-only (G,) rows u, n, m that give all four gates from z in whole-row operations:
-        a = n / (1 + exp(u z)) - m,  with (u, n, m) = (-1, 1, 0) on i, f, o: sigmoid(z)
-                                                   and (-2, 2, 1) on g:       tanh(z)
-    (constants, computed once per size: not state)."""
-    rows = tuple(np.repeat(np.array(v, dtype), [3 * H, H]) for v in ([-1, -2], [1, 2], [0, 1]))
-    for r in rows:
-        r.flags.writeable = False
-    return rows
 
 
 def lstm_step_forward(zx, h_prev, c_prev, Wh, out=None):
@@ -67,16 +49,10 @@ def lstm_step_forward(zx, h_prev, c_prev, Wh, out=None):
     if out is None:
         out = (np.empty((B, 4 * H), zx.dtype),) + tuple(np.empty((B, H), zx.dtype) for _ in range(3))
     a, c, tc, h = out
-    u, n, m = gate_constants(H, a.dtype)
     np.matmul(h_prev, Wh, out=a)
-    a += zx  # (B, G) pre-activations z; every line below works in place in a
-    a *= u  # -z for the sigmoids, -2z for tanh(z) = 2 / (1 + exp(-2z)) - 1
-    with np.errstate(over="ignore"):  # exp overflows to inf for z << 0: sigmoid 0, tanh -1
-        np.exp(a, out=a)
-    a += 1
-    np.divide(n, a, out=a)
-    a -= m  # (B, G) [i, f, o] = sigmoid(z), g = tanh(z)
-    g = a[:, 3 * H:]
+    a += zx  # (B, G) pre-activations z; the activations are computed in place in a
+    common.sigmoid(a[:, :3 * H], out=a[:, :3 * H])  # i, f, o
+    g = np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])  # g
     np.multiply(a[:, H:2 * H], c_prev, out=c)  # f * c_prev
     c += np.multiply(a[:, :H], g, out=h)  # + i * g  (h is scratch until its last line)
     np.tanh(c, out=tc)
