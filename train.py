@@ -568,7 +568,9 @@ def train(model, args, ck, task, script):
     has_val = task is not None or len(source.val) > 1
     best = {"val": info.get("best_val"), "iter": info.get("best_iter"), "stale": info.get("stale", 0),
             "params": {k: v.astype(dtype) for k, v in ck["best"].items()} if ck is not None else None}
-    chance = 2 * math.log2(V)  # a training loss above twice chance has diverged
+    chance = 2 * math.log2(V)  # two reports in a row above twice chance: diverged
+    exploded = []  # the reports above it so far in a row (the first steps of Adagrad can
+    # overshoot for one report and recover; --lr 1e9 stays above)
 
     def check_finite(loss_bits, at, val=None):
         """Stop, keeping the last good checkpoint, once the model has diverged."""
@@ -576,12 +578,14 @@ def train(model, args, ck, task, script):
         bits = max(loss_bits, common.bpc(val["nats"]) if val is not None else 0.0)
         if not math.isfinite(bits) or not all(np.isfinite(v).all() for v in params.values()):
             raise UserError(f"loss became non-finite at iter {at} (try a lower --lr or a --clip){kept}")
-        if bits > chance:
+        exploded[:] = exploded + [at] if bits > chance else []
+        if len(exploded) >= 2:
             raise UserError(f"training diverged at iter {at}: {bits:.4g} bits per scored step, above "
-                            f"twice chance ({chance:.2f}); try a lower --lr or a --clip{kept}")
+                            f"twice chance ({chance:.2f}) at two reports in a row; try a lower --lr "
+                            f"or a --clip{kept}")
 
     def save():
-        if args.save:
+        if args.save and not exploded:  # never overwrite a good checkpoint with an exploded model
             meta = {"iter": it, "lr_scale": opt.lr / args.lr, "best_val": best["val"], "best_iter": best["iter"],
                     "stale": best["stale"], "seen": progress.seen(),
                     "task": {"name": task.name, "settings": task.settings} if task else None,
