@@ -108,20 +108,23 @@ class Vocab:
         return len(self.chars)
 
     def encode(self, text, where="the text"):
-        """text -> ids (n,), uint8 when V <= 256 (a 100 MB corpus stays 100 MB), else int32.
+        """text -> ids (n,), uint8 when V < 256 (a 100 MB corpus stays 100 MB), else int32.
         Vectorised: the text's code points through a lookup table, no Python loop."""
         try:
             codes = np.frombuffer(text.encode("latin-1"), np.uint8)  # one byte per character
         except UnicodeEncodeError:
             codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
-        table = np.full(max(int(codes.max(initial=0)), max(map(ord, self.chars), default=0)) + 1, -1, np.int32)
+        small = len(self.chars) < 256  # ids fit a byte, and 255 is free to mark "not in it"
+        missing = 255 if small else -1
+        size = max(int(codes.max(initial=0)), max(map(ord, self.chars), default=0)) + 1
+        table = np.full(size, missing, np.uint8 if small else np.int32)  # code point -> id
         table[[ord(ch) for ch in self.chars]] = np.arange(len(self.chars))
-        ids = table[codes]
-        if len(ids) and ids.min() < 0:
-            ch = chr(int(codes[np.argmax(ids < 0)]))
+        ids = table[codes]  # (n,) one gather: no copy of the text in a wider type
+        if len(ids) and (ids == missing).any():
+            ch = chr(int(codes[np.argmax(ids == missing)]))
             raise UserError(f"character {ch!r} of {where} is not in the model's vocabulary "
                             f"(the {len(self)} characters of the training text)")
-        return ids.astype(np.uint8 if len(self.chars) <= 256 else np.int32)
+        return ids
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in ids)
