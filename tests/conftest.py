@@ -65,3 +65,12 @@ def run_script(kind, *args, timeout=120, cwd=None):
 
 def stderr_lines(p):
     return [line for line in p.stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def no_matplotlib_env(tmp_path):
+    """An environment in which `import matplotlib` fails, as on a machine without it."""
+    fake = tmp_path / "fake"
+    (fake / "matplotlib").mkdir(parents=True)
+    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")])))

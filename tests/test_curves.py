@@ -138,11 +138,8 @@ def test_bad_input_cli(what, tmp_path, logs):
     assert not p.stdout
 
 
-def test_without_matplotlib(tmp_path, logs):
-    fake = tmp_path / "fake"
-    (fake / "matplotlib").mkdir(parents=True)
-    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")])))
+def test_without_matplotlib(tmp_path, logs, no_matplotlib_env):
+    env = no_matplotlib_env
     out = tmp_path / "out.png"
     p = curves(logs["text"], "-o", out, env=env)
     assert p.returncode == 2

@@ -299,11 +299,8 @@ def test_plot_writes_a_png(work, tmp_path):
     assert data[:8] == PNG_SIGNATURE and len(data) > 1000
 
 
-def test_plot_without_matplotlib_says_how_to_install_it(work, tmp_path):
-    fake = tmp_path / "fake"
-    (fake / "matplotlib").mkdir(parents=True)
-    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")])))
+def test_plot_without_matplotlib_says_how_to_install_it(work, tmp_path, no_matplotlib_env):
+    env = no_matplotlib_env
     out = tmp_path / "out.png"
     cmd = [sys.executable, os.path.join(ROOT, "dnc-numpy.py"), "--load", str(work["dir"] / "dnc-copy.npz"),
            "--plot", str(out)]
