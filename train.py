@@ -104,7 +104,7 @@ def evaluate_task(model, cfg, params, task, batches):
     """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
     -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
     the most likely answer that differ from the target), solved (fraction of episodes
-    with no wrong bit)."""
+    with no wrong bit), answer_bits (per episode: how many bits were asked for)."""
     nats = steps = wrong = solved = seqs = 0.0
     for inputs, targets, mask in batches:
         state = model.init_state(cfg, params, inputs.shape[1])
@@ -117,7 +117,8 @@ def evaluate_task(model, cfg, params, task, batches):
         wrong += float(per_episode.sum())
         solved += float((per_episode == 0).sum())
         seqs += inputs.shape[1]
-    return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs}
+    return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs,
+            "answer_bits": steps * task.out_bits / seqs}
 
 
 # ----------------------------------------------------------------------------------
@@ -467,8 +468,7 @@ def evaluate_mode(model, args, ck, task):
             B = min(args.episodes, 100)
             batches = [task.episodes(rng, min(B, args.episodes - i), length=L) for i in range(0, args.episodes, B)]
             m = evaluate_task(model, cfg, params, task, batches)
-            bits = L * task.out_bits if task.name != "recall" else task.settings["item_length"] * task.out_bits
-            print(f"{L:>8} {m['wrong_bits']:>15.3f} {bits:>9} {m['solved']:>8.1%}")
+            print(f"{L:>8} {m['wrong_bits']:>15.3f} {m['answer_bits']:>9.4g} {m['solved']:>8.1%}")
     if args.show or args.plot:
         pictures = common.load_script("pictures.py")
         L = task.settings["max_length"]
