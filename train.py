@@ -347,9 +347,10 @@ def main(model, description, defaults=None, argv=None):
 
 
 def fill_sizes(args, model, task, defaults):
-    """Sizes not given on the command line: the task's reference setting, else the defaults."""
+    """Options not given on the command line (None): the task's reference setting, else the
+    defaults. run() notes which were given (args.given) before this fills in the others."""
     d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {})}
-    for k in ("hidden", "layers", "batch", "seq", "time", *getattr(model, "SIZE_DEFAULTS", {})):
+    for k in ("hidden", "layers", "batch", "seq", "time", "val_frac", *getattr(model, "SIZE_DEFAULTS", {})):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
 
@@ -496,7 +497,7 @@ def load_text_source(args, ck, script):
             elif named[k] is not None:
                 raise UserError(f"{args.text} has an official {k} split; drop --{k[:4]}")
         files["train"], files["encoding"] = named["train"], named["encoding"]
-        if files["valid"] is not None and args.val_frac_given:
+        if files["valid"] is not None and "val_frac" in args.given:
             raise UserError(f"{args.text} has an official validation split; drop --val-frac")
     encoding = args.encoding or files["encoding"] or "utf-8"
     text = common.read_text(files["train"], encoding)
@@ -530,9 +531,6 @@ def train(model, args, ck, task, script):
         cfg = ck["info"]["cfg"]
         args.batch, args.seq = cfg["batch"], cfg["seq"]
     if task is None:
-        args.val_frac_given = args.val_frac is not None
-        if args.val_frac is None:
-            args.val_frac = DEFAULTS["val_frac"]
         vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)
         V = len(vocab)
         source = TextSource(vocab, train_ids, val_ids, test_ids, args.batch, args.seq, args.val_chars)
