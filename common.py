@@ -338,7 +338,7 @@ def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out
     loss_fn(params) -> float must be deterministic and use float64 params with no
     clipping. The relative error of an entry is |num - ana| / max(|num|, |ana|, floor),
     where the floor is the largest analytic magnitude of that parameter, so entries
-    near zero cannot inflate the ratio (the measure the DNC spec uses). An all-zero
+    near zero cannot inflate the ratio (the measure docs/dnc.md §10 describes). An all-zero
     analytic gradient is a failure, never a pass. Prints the ancestor's table and
     returns the worst relative error (inf when some gradient is all zero).
 

@@ -636,7 +636,7 @@ def test_link_direction_through_whole_memory_steps():
 
 
 def test_read_modes_order_is_backward_content_forward():
-    """Mode 0 selects the backward weighting, 2 the forward one (the spec's §2 order)."""
+    """Mode 0 selects the backward weighting, 2 the forward one (the order of docs/dnc.md §2)."""
     rng = np.random.default_rng(21)
     bwd, cr, fwd = (weighting(rng, (1, 1, N)) for _ in range(3))
     for mode, expect in ((0, bwd), (1, cr), (2, fwd)):
