@@ -92,11 +92,6 @@ def corpus_files(name, script="lstm-numpy.py"):
         raise UserError(f"{e}; or pass a text file: python {script} my.txt") from None
 
 
-def default_text(script="lstm-numpy.py"):
-    """data/alice29.txt, downloaded the first time it is needed."""
-    return corpus_files("alice29", script)["train"]
-
-
 class Vocab:
     """Sorted characters <-> integer ids; sorted so that every run agrees on the ids."""
 

@@ -265,7 +265,7 @@ def test_missing_default_text_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "load_script", lambda name: download)
     monkeypatch.setitem(download.CORPORA["alice29"], "url", (tmp_path / "nowhere.tar.gz").as_uri())
     with pytest.raises(common.UserError) as e:
-        common.default_text()
+        common.corpus_files("alice29")
     msg = str(e.value)
     assert "\n" not in msg
     assert "by hand" in msg and "pass a text file" in msg

@@ -194,7 +194,7 @@ def test_default_text_downloads_on_first_use(download, tmp_path, monkeypatch):
     target = tmp_path / "data" / "alice29.txt"
     monkeypatch.setattr(common, "HERE", str(tmp_path))  # common fetches into HERE/data
     monkeypatch.setattr(common, "load_script", lambda name: download)
-    assert common.default_text() == str(target)
+    assert common.corpus_files("alice29")["train"] == str(target)
     assert target.read_bytes() == download.expected["alice29"]
 
 
