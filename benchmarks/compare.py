@@ -468,6 +468,8 @@ def report(args, text_note, rows, profiles):
         f"- python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, dnc {v['dnc']}",
         f"- text: {text_note}",
         f"- threads: {args.threads} (numpy's BLAS and torch alike; --threads)",
+        "- allocator: " + ("freed memory kept for reuse (train.keep_freed_memory, as the scripts do), for both "
+                           "sides" if args.kept else "the C library's defaults, for both sides"),
         f"- method: float32, Adagrad lr {LR}, clip {CLIP:g}, same common.Batches windows on both sides; "
         f"{args.rounds} rounds of {args.seconds:g} s per side in turn (A B A B); char/s and the ratio "
         f"ours/peer are medians over the rounds (ratio range in brackets); BPC is the training "
@@ -536,12 +538,16 @@ def main(argv=None):
     p.add_argument("--threads", default="1", metavar="N|auto",
                    help="threads of numpy's BLAS and of torch, the same on both sides; 'auto' keeps the "
                         "libraries' defaults (on a busy shared machine those collapse: see benchmarks/README.md)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave the C allocator at its defaults instead of keeping freed memory for reuse "
+                        "as the scripts do (train.keep_freed_memory); either way both sides share it")
     p.add_argument("--only", metavar="KINDS", help="comma-separated model kinds to run (rnn,lstm,dnc)")
     p.add_argument("--out", default=os.path.join(HERE, "results.md"), help="markdown file to write")
     args = p.parse_args(argv)
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         p.error(f"--threads must be a positive whole number or auto, got {args.threads!r}")
     args.argv = argv
+    args.kept = False if args.default_malloc else train.keep_freed_memory()  # one process: both sides
     args.rounds = args.rounds or (3 if args.quick else 8)
     args.seconds = args.seconds or (1.0 if args.quick else 2.5)
     configs = [c for c in CONFIGS if not args.only or c.kind in args.only.split(",")]

@@ -662,3 +662,36 @@ def test_progress_line_rate_excludes_validation(work, tmp_path):
     done = float(TEXT_DONE.fullmatch(last_line(p)).group(7))
     line_rates = [float(m.group(4)) for m in map(TEXT_REPORT.fullmatch, p.stdout.splitlines()) if m]
     assert line_rates[-1] > 0.5 * done, (line_rates, done)
+
+
+KEEP_PROBE = """
+import os, sys
+import numpy as np
+import train
+kept = train.keep_freed_memory() if sys.argv[1] == "keep" else False
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+a = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
+before = rss()
+del a
+print(kept, (before - rss()) >> 20)  # MiB handed back to the kernel by the free
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
+    """glibc returns a freed 64 MiB block to the kernel at once; after keep_freed_memory()
+    (which every script calls) the process keeps it for the next array."""
+    def probe(mode):
+        p = subprocess.run([sys.executable, "-c", KEEP_PROBE, mode], cwd=ROOT, capture_output=True, text=True,
+                           check=True)
+        kept, returned_mib = p.stdout.split()
+        return kept == "True", int(returned_mib)
+
+    kept, returned = probe("keep")
+    if not kept:
+        pytest.skip("the C library is not glibc: keep_freed_memory does nothing here")
+    assert returned < 8, returned
+    assert probe("default")[1] >= 56  # without it the free gives the block back
