@@ -14,6 +14,7 @@ params (to resume) and the best validation's (to sample and evaluate), --patienc
 --lr-decay. The modes that do not train are here too: --gradcheck, --sample,
 --eval-lengths, --show and --plot. common.py holds the pieces the models themselves use.
 """
+import argparse
 import csv
 import ctypes
 import math
@@ -152,6 +153,11 @@ class Progress:
     def elapsed(self):
         return time.perf_counter() - self.start
 
+    def rate_since(self, mark):
+        """-> the training rate since mark (steps, training seconds), and a mark for now"""
+        now = (self.steps, self.elapsed() - self.aside)
+        return (now[0] - mark[0]) / max(now[1] - mark[1], 1e-9), now
+
     def rate(self):
         return self.steps / max(self.elapsed() - self.aside, 1e-9)
 
@@ -236,6 +242,15 @@ def lengths_arg(s):
     return out
 
 
+def threads_arg(s):
+    if s == "auto":
+        return s
+    try:
+        return common.positive_int(s)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number or auto, got {s!r}") from None
+
+
 def make_parser(model, description, defaults):
     d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults}
     p = common.Parser(prog=f"{model.KIND}-numpy.py", description=description,
@@ -268,6 +283,9 @@ def make_parser(model, description, defaults):
     p.add_argument("--test", metavar="PATH", help="a test text, scored with the best model at the end")
     p.add_argument("--val-chars", type=nonneg_int, default=250_000, metavar="N",
                    help="validate on the first N held-out characters at reports, 0: all (the end uses all)")
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto",
+                   help="threads of the matrix products; auto: two where they pay and a core is idle, "
+                        "else one (OPENBLAS_NUM_THREADS, if set, stands)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
     p.add_argument("--save", metavar="PATH", help="checkpoint written at every report, at the end and on Ctrl-C")
     p.add_argument("--load", metavar="PATH", help="resume training, or sample / evaluate, from this checkpoint")
@@ -377,6 +395,113 @@ def keep_freed_memory():
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
     return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+def blas_library():
+    """NumPy's OpenBLAS, as ctypes sees the copy already loaded into this process, and
+    the name of its function that sets the thread count; (None, None) if there is no
+    OpenBLAS (or no /proc to find it by, i.e. not Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return None, None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                return lib, name
+    return None, None
+
+
+def set_blas_threads(n):
+    """Set the thread count of NumPy's matrix products now. OpenBLAS reads
+    OPENBLAS_NUM_THREADS only when NumPy loads it, which is before any of our code runs,
+    so a script that chooses for itself has to ask the library. -> whether it could"""
+    lib, name = blas_library()
+    if lib is None:
+        return False
+    getattr(lib, name)(ctypes.c_int(n))
+    return True
+
+
+def threads_that_pay(params, cfg, B, cores):
+    """How many BLAS threads train these sizes fastest on an idle machine: a second thread
+    (of at most two; more were not measured) when one step's recurrent product
+    h_{t-1} Wh has at least 2^19 multiply-adds and outweighs the DNC's (B, N, N) link
+    passes (about 16 a step), which NumPy runs on one thread anyway. Measured on 2 idle
+    cores, switching 1 and 2 threads round by round in one process (README, Speed):
+    LSTM 128/32 1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x and
+    DNC N 256 0.95x, where the split of a small product costs more than it saves."""
+    product = B * params["Wh0"].size
+    links = 16 * B * cfg.get("memory", 0) ** 2
+    return min(cores, 2) if product >= 2 ** 19 and links < product else 1
+
+
+def busy_cores():
+    """Threads of other processes running on the machine now: the fewest of five looks at
+    /proc/loadavg's runnable count, 10 ms apart (a job that computes shows in every look,
+    a passing system task in few), less this process's own running threads (its OpenBLAS
+    workers spin for a while after a product); None where there is no /proc."""
+    seen = []
+    for _ in range(5):
+        try:
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0])
+            own = 0
+            for tid in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, ValueError, IndexError):
+            return None
+        seen.append(running - own)
+        time.sleep(0.01)
+    return min(seen)
+
+
+class BlasThreads:
+    """--threads: how many threads NumPy's matrix products use while training.
+
+    A number is used as given. auto (the default) keeps OPENBLAS_NUM_THREADS or
+    OMP_NUM_THREADS if either is set; otherwise it takes threads_that_pay(), but one
+    thread if no core is idle when the run starts, and it drops to one thread for good if
+    the training rate of a report falls below half the best so far: OpenBLAS's threads
+    wait for each other at every product, so when other work takes a core the product
+    waits for a thread the scheduler runs late (two such runs side by side on 2 cores:
+    28k char/s each with two threads, 115k with one)."""
+
+    def __init__(self, asked, params, cfg, B):
+        self.auto, self.best = False, 0.0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        env = [v for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if v in os.environ]
+        if asked != "auto":
+            self.n, why = int(asked), "--threads"
+        elif env:
+            self.n, why = None, f"{env[0]}={os.environ[env[0]]}"
+        else:
+            self.n, self.auto, why = threads_that_pay(params, cfg, B, cores), True, "auto"
+            busy = busy_cores()
+            if self.n > 1 and busy is not None and busy > cores - self.n:
+                self.n, why = 1, "auto: no idle core"
+        if self.n is not None and not set_blas_threads(self.n):
+            self.n, self.auto, why = None, False, "no OpenBLAS found to set"
+        self.describe = f"BLAS threads {self.n if self.n else 'as the library chose'} ({why})"
+
+    def watch(self, rate, unit):
+        """After each report, with the training rate since the previous one -> a line to
+        print, or None."""
+        if self.auto and self.n > 1 and self.best and rate < self.best / 2:
+            self.n, self.auto = 1, False
+            set_blas_threads(1)
+            self.describe += ", then 1"
+            return (f"the cores got busy ({rate:.0f} {unit} against {self.best:.0f} before): one BLAS thread "
+                    f"from here on")
+        self.best = max(self.best, rate)
+        return None
 
 
 def available_memory():
@@ -614,8 +739,11 @@ def train(model, args, ck, task, script):
             + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
             + (f" (the first {len(source.val_report)} validate each report)"
                if len(source.val_report) < len(source.val) else ""))
-    print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}")
+    threads = BlasThreads(args.threads, params, cfg, B)
+    print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}, "
+          f"{threads.describe}")
     progress = Progress(task is not None, info.get("seen"))
+    mark = (0, 0.0)  # steps and training seconds at the last report
     if args.log and ck is None and os.path.exists(args.log):
         open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
     start_it, val, stopped, reported = it, None, None, None
@@ -623,8 +751,12 @@ def train(model, args, ck, task, script):
     old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
 
     def report():
-        nonlocal val, reported
+        nonlocal val, reported, mark
         reported = it
+        rate, mark = progress.rate_since(mark)
+        busy = threads.watch(rate, "step/s" if task else "char/s")
+        if busy:
+            print(busy, flush=True)
         t0 = time.perf_counter()
         val = source.validate(model, cfg, params) if has_val else None
         progress.aside += time.perf_counter() - t0

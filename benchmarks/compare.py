@@ -138,6 +138,13 @@ class Ours:
         self.opt = common.Adagrad(self.params, LR)
         self.state = model.init_state(self.cfg, self.params, config.B)
         self.batches = common.Batches(train_ids, config.B, config.S)
+        # of --threads cores, the BLAS threads the scripts' --threads auto takes on an idle machine
+        self.threads = train.threads_that_pay(self.params, self.cfg, config.B, int(THREADS)) \
+            if THREADS.isdigit() else None
+
+    def start_round(self):
+        if self.threads:
+            train.set_blas_threads(self.threads)
 
     def iteration(self):
         """One training iteration -> loss in nats."""
@@ -370,6 +377,7 @@ def gemm_ceiling(config, V, budget):
 
 def train_for(runner, seconds):
     """Iterate until `seconds` have passed -> iterations, elapsed seconds, mean loss (nats)."""
+    getattr(runner, "start_round", lambda: None)()
     n, total, t0 = 0, 0.0, time.perf_counter()
     while True:
         total += runner.iteration()
@@ -410,6 +418,7 @@ def compare(config, ours, peer, rounds, seconds, log):
 
 def profile(runner, iterations):
     """-> median seconds of forward, backward, update over `iterations` iterations."""
+    runner.start_round()
     for _ in range(3):
         runner.profiled_iteration()
     times = [runner.profiled_iteration() for _ in range(iterations)]
@@ -467,7 +476,8 @@ def report(args, text_note, rows, profiles):
         f"- machine: {machine()}",
         f"- python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, dnc {v['dnc']}",
         f"- text: {text_note}",
-        f"- threads: {args.threads} (numpy's BLAS and torch alike; --threads)",
+        f"- threads: {args.threads} (--threads) for torch; for ours, as many of them as the scripts' "
+        "`--threads auto` takes on an idle machine (train.threads_that_pay; the table's ours threads)",
         "- allocator: " + ("freed memory kept for reuse (train.keep_freed_memory, as the scripts do), for both "
                            "sides" if args.kept else "the C library's defaults, for both sides"),
         f"- method: float32, Adagrad lr {LR}, clip {CLIP:g}, same common.Batches windows on both sides; "
@@ -475,8 +485,9 @@ def report(args, text_note, rows, profiles):
         f"ours/peer are medians over the rounds (ratio range in brackets); BPC is the training "
         f"BPC of each side's last round, after {total:g} s of training each",
         "",
-        f"| config | ours char/s | peer | peer char/s | ratio ours/peer | BPC ours / peer at {total:g} s | target | met? |",
-        "|---|---:|---|---:|---:|---|---:|---|",
+        f"| config | ours threads | ours char/s | peer | peer char/s | ratio ours/peer | BPC ours / peer at {total:g} s "
+        "| target | met? |",
+        "|---|---:|---:|---|---:|---:|---|---:|---|",
     ]
     for config, res in rows:
         ours = rate(res["ours"]) if "ours" in res else res.get("ours_note", "not available")
@@ -489,7 +500,8 @@ def report(args, text_note, rows, profiles):
             ratio, met = "n/a", "n/a"
         bpc = res.get("bpc", {})
         bpc_cell = " / ".join(f"{bpc[s]:.3f}" if s in bpc else "n/a" for s in ("ours", "peer"))
-        out.append(f"| {config.name} | {ours} | {PEER_NAMES[config.kind]} | {peer} | {ratio} | "
+        out.append(f"| {config.name} | {res.get('ours_threads') or args.threads} | {ours} | {PEER_NAMES[config.kind]} | "
+                   f"{peer} | {ratio} | "
                    f"{bpc_cell} | >= {config.target:g}x | {met} |")
 
     out += ["", "## The numpy GEMM ceiling", "",
@@ -591,6 +603,7 @@ def main(argv=None):
         if ours or peer:
             try:
                 res.update(compare(config, ours, peer, args.rounds, args.seconds, log))
+                res["ours_threads"] = ours.threads if ours else None
             except Exception as e:
                 res["ours_note"] = res["peer_note"] = f"error: {type(e).__name__}: {e}"
                 failed = True

@@ -19,11 +19,9 @@ def test_compare_quick_without_peers(tmp_path):
     for name in ("RNN 32/16/25", "LSTM 32/16/25", "LSTM 128/32/32", "DNC 128"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name}"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert "not available" in cells[3]  # the peer's char/s
-        if name.startswith("DNC") and not os.path.exists(os.path.join(ROOT, "dnc-numpy.py")):
-            assert "not available" in cells[1]
-        else:
-            assert cells[1].replace(",", "").rstrip("k").replace(".", "").isdigit(), row  # ours: a rate
+        assert "not available" in cells[4]  # the peer's char/s
+        assert cells[1] == "1", row  # the BLAS threads our side ran on (--threads defaults to 1)
+        assert cells[2].replace(",", "").rstrip("k").replace(".", "").isdigit(), row  # ours: a rate
     assert "## The numpy GEMM ceiling" in table
     assert "## Where our iterations go" in table
 

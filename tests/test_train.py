@@ -695,3 +695,62 @@ def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
         pytest.skip("the C library is not glibc: keep_freed_memory does nothing here")
     assert returned < 8, returned
     assert probe("default")[1] >= 56  # without it the free gives the block back
+
+
+def test_threads_that_pay_follow_the_measured_sizes():
+    """A second thread where the step's recurrent product is big (LSTM 128/32: 1.27-1.41x
+    measured) and not where it is small (RNN 32/16: 0.89x) or the DNC's links dominate
+    (N 256: 0.95x); never more threads than cores, and at most two."""
+    def pay(kind, cores=2, B=32, **sizes):
+        cfg = {**CFGS[kind], **sizes}
+        params = MODELS[kind].init_params(cfg, 74, np.random.default_rng(0), np.float32)
+        return train.threads_that_pay(params, cfg, B, cores)
+
+    assert pay("lstm", hidden=128) == 2
+    assert pay("lstm", hidden=128, cores=1) == 1
+    assert pay("lstm", hidden=128, cores=8) == 2
+    assert pay("rnn", hidden=32, B=16) == 1
+    assert pay("rnn", hidden=256) == 2
+    assert pay("dnc", hidden=128, memory=16, width=16, reads=4) == 2
+    assert pay("dnc", hidden=128, memory=256, width=16, reads=4) == 1
+
+
+def test_blas_threads_are_set_and_auto_backs_off_when_the_cores_get_busy(monkeypatch):
+    lib, name = train.blas_library()
+    if lib is None:
+        pytest.skip("no OpenBLAS to set")
+    get = getattr(lib, name.replace("set_num_threads", "get_num_threads"))
+    before = get()
+    try:
+        for n in (1, 2):
+            assert train.set_blas_threads(n) and get() == n
+        cfg = dict(CFGS["lstm"], hidden=128)
+        params = MODELS["lstm"].init_params(cfg, 74, np.random.default_rng(0), np.float32)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        monkeypatch.setattr(train, "busy_cores", lambda: 0)  # an idle machine
+        t = train.BlasThreads("auto", params, cfg, 32)
+        assert (t.n, get(), t.describe) == (2, 2, "BLAS threads 2 (auto)")
+        assert t.watch(100_000.0, "char/s") is None and t.watch(60_000.0, "char/s") is None  # noise
+        line = t.watch(40_000.0, "char/s")  # under half the best: another job took a core
+        assert line.startswith("the cores got busy (40000 char/s against 100000") and (t.n, get()) == (1, 1)
+        assert t.watch(1.0, "char/s") is None and t.n == 1  # for good
+        monkeypatch.setattr(train, "busy_cores", lambda: 1)  # another job on one of the two cores
+        t = train.BlasThreads("auto", params, cfg, 32)
+        assert (t.n, t.describe) == (1, "BLAS threads 1 (auto: no idle core)")
+        t = train.BlasThreads(2, params, cfg, 32)  # a number is used as given, and kept
+        assert (t.n, get(), t.watch(1e5, "char/s"), t.watch(1.0, "char/s"), t.n) == (2, 2, None, None, 2)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the user's environment stands under auto
+        t = train.BlasThreads("auto", params, cfg, 32)
+        assert t.n is None and "OPENBLAS_NUM_THREADS=1" in t.describe and get() == 2
+    finally:
+        train.set_blas_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_threads_option_is_one_line(tmp_path, value):
+    (tmp_path / "text.txt").write_text(make_text())
+    p = run_script("lstm", tmp_path / "text.txt", *TINY, "--threads", value)
+    assert p.returncode == 2 and stderr_lines(p) == [
+        f"lstm-numpy.py: error: argument --threads: must be a positive whole number or auto, got {value!r}"]
