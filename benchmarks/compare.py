@@ -96,8 +96,8 @@ class Config:
 
 CONFIGS = [
     Config("RNN 32/16/25", "rnn", {"hidden": 32, "layers": 1}, 16, 25, 1.5),
-    Config("LSTM 32/16/25", "lstm", {"hidden": 32, "layers": 1}, 16, 25, 1.5),
-    Config("LSTM 128/32/32", "lstm", {"hidden": 128, "layers": 1}, 32, 32, 1.5),
+    Config("LSTM 32/16/25", "lstm", {"hidden": 32, "layers": 1}, 16, 25, 1.0),
+    Config("LSTM 128/32/32", "lstm", {"hidden": 128, "layers": 1}, 32, 32, 1.0),
 ] + [Config(f"DNC 128, N{N} W16 R4, 32/32", "dnc",
              {"hidden": 128, "layers": 1, "memory": N, "width": 16, "reads": 4}, 32, 32, target)
      for N, target in ((16, 5.0), (64, 3.0), (256, 3.0))]
