@@ -15,7 +15,7 @@ round ends each has had the same wall time; the table gives:
     BPC         training bits per character, the mean over each side's last round,
                 i.e. what it reached after the same total wall time
 
-Both sides run the training loop of common.run: common.Batches over the same text,
+Both sides run the training loop of train.run: common.Batches over the same text,
 state rows reset when their cursor wraps, Adagrad with lr 0.1, global-norm clip 5,
 float32, hidden state carried from window to window (detached on the PyTorch side).
 The peers are nn.RNN(tanh) + nn.Linear, nn.LSTM + nn.Linear (one-hot input: the same
@@ -128,7 +128,7 @@ def load_text():
 class Ours:
     def __init__(self, config, train_ids, V):
         self.model = model = common.load_script(config.script)
-        # the sizes go through the script's own command line, as in common.run, so that
+        # the sizes go through the script's own command line, as in train.run, so that
         # any option of the script we do not set keeps its default
         argv = [f"--{k}={v}" for k, v in config.cfg.items()]
         args = train.make_parser(model, "", {}).parse_args(argv)
@@ -359,7 +359,10 @@ def time_matmul(b, m, k, n, budget):
 
 def gemm_ceiling(config, V, budget):
     """-> GFLOP/s of np.matmul over this model's products at their shapes and counts
-    (total FLOPs / total time), i.e. the speed of an iteration made only of its GEMMs."""
+    (total FLOPs / total time), i.e. the speed of an iteration made only of its GEMMs,
+    on --threads BLAS threads (whatever our side's last round took)."""
+    if THREADS.isdigit():
+        train.set_blas_threads(int(THREADS))
     total_flops = total_time = 0.0
     cache = {}
     for _, b, m, k, n, count in gemms(config.kind, config.cfg, V, config.B, config.S):
