@@ -159,7 +159,7 @@ class Progress:
         return (now[0] - mark[0]) / max(now[1] - mark[1], 1e-9), now
 
     def rate(self):
-        return self.steps / max(self.elapsed() - self.aside, 1e-9)
+        return self.rate_since((0, 0.0))[0]
 
     def recent(self):
         """Training loss since the last report: BPC for a text, nats per episode for a task
@@ -433,10 +433,11 @@ def threads_that_pay(params, cfg, B, cores):
     """How many BLAS threads train these sizes fastest on an idle machine: a second thread
     (of at most two; more were not measured) when one step's recurrent product
     h_{t-1} Wh has at least 2^19 multiply-adds and outweighs the DNC's (B, N, N) link
-    passes (about 16 a step), which NumPy runs on one thread anyway. Measured on 2 idle
-    cores, switching 1 and 2 threads round by round in one process (README, Speed):
-    LSTM 128/32 1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x and
-    DNC N 256 0.95x, where the split of a small product costs more than it saves."""
+    work, which NumPy runs on one thread anyway. Measured on 2 idle cores, switching 1
+    and 2 threads round by round in one process (README, Threads): LSTM 128/32
+    1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x, where splitting a
+    small product costs more than it saves. The link work's weight, 16 B N^2, puts the
+    DNC at N 64 (1.03x) and N 256 (0.95x) on one thread."""
     product = B * params["Wh0"].size
     links = 16 * B * cfg.get("memory", 0) ** 2
     return min(cores, 2) if product >= 2 ** 19 and links < product else 1

@@ -360,7 +360,7 @@ def time_matmul(b, m, k, n, budget):
 def gemm_ceiling(config, V, budget):
     """-> GFLOP/s of np.matmul over this model's products at their shapes and counts
     (total FLOPs / total time), i.e. the speed of an iteration made only of its GEMMs,
-    on --threads BLAS threads (whatever our side's last round took)."""
+    on --threads BLAS threads (set here again: our side's rounds may have taken fewer)."""
     if THREADS.isdigit():
         train.set_blas_threads(int(THREADS))
     total_flops = total_time = 0.0
@@ -551,8 +551,9 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true", help="split our iterations into forward, backward, update")
     p.add_argument("--no-peers", action="store_true", help="run our scripts only, even if torch is installed")
     p.add_argument("--threads", default="1", metavar="N|auto",
-                   help="threads of numpy's BLAS and of torch, the same on both sides; 'auto' keeps the "
-                        "libraries' defaults (on a busy shared machine those collapse: see benchmarks/README.md)")
+                   help="threads of torch, and of numpy's BLAS for our side as many of them as the scripts' "
+                        "--threads auto takes; 'auto' keeps the libraries' defaults (on a busy shared machine "
+                        "those collapse: see benchmarks/README.md)")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave the C allocator at its defaults instead of keeping freed memory for reuse "
                         "as the scripts do (train.keep_freed_memory); either way both sides share it")
