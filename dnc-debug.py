@@ -78,7 +78,7 @@ def memory_ops(B, N, W, R, rng):
          lambda d, c: names("M_prev", "ww", "e", "v")(d, dnc.write_backward(d[0], c))),
         ("link matrix", {"L_prev": mem["L"], "ww": mem["ww"], "p_prev": mem["p"]},
          lambda I: dnc.link_forward(I["L_prev"], I["ww"], I["p_prev"]),
-         lambda d, c: names("L_prev", "ww", "p_prev")(d, dnc.link_backward(d[0], c))),
+         lambda d, c: names("L_prev", "ww", "p_prev")(d, dnc.link_backward(d[0].copy(), c))),
         ("precedence", {"p_prev": mem["p"], "ww": mem["ww"]},
          lambda I: dnc.precedence_forward(I["p_prev"], I["ww"]),
          lambda d, c: names("p_prev", "ww")(d, dnc.precedence_backward(d[0], c))),
