@@ -129,6 +129,23 @@ def test_softmax_and_log_softmax():
     np.testing.assert_allclose(np.exp(lp), p)
 
 
+def test_gather_backward_sums_the_rows_of_each_id():
+    """Against a plain loop over the rows: repeated ids, ids that never occur, a window's
+    (S, B) shape, float32 and float64."""
+    rng = np.random.default_rng(4)
+    ids = rng.choice([0, 2, 3, 6], size=(5, 3))  # V = 8: ids 1, 4, 5, 7 never occur
+    ids[0, 0] = 7
+    for dtype in (np.float64, np.float32):
+        dout = rng.standard_normal((5, 3, 4)).astype(dtype)
+        want = np.zeros((8, 4))
+        for n, v in np.ndenumerate(ids):
+            want[v] += dout[n]
+        got = common.gather_backward(ids, dout, 8)
+        assert got.dtype == dtype and got.shape == (8, 4)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
+        assert not got[[1, 4, 5]].any() and got[7].any()
+
+
 def test_bpc_is_nats_over_ln2():
     assert common.bpc(math.log(2)) == pytest.approx(1.0)
     assert common.bpc(math.log(256)) == pytest.approx(8.0)
