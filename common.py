@@ -327,7 +327,7 @@ def clip_global_norm(grads, max_norm):
 # Gradient check
 
 
-def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out=sys.stdout):
+def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out=None):
     """Central differences on random entries of every parameter, against `grads`.
 
     loss_fn(params) -> float must be deterministic and use float64 params with no
@@ -339,7 +339,9 @@ def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out
 
     loss_fn may return None for a perturbation that crosses a discontinuity (the DNC's
     sort of usages changing order): that entry is skipped and reported, not compared.
+    out: where the table goes (None: sys.stdout at the time of the call).
     """
+    out = sys.stdout if out is None else out
     rng = rng if rng is not None else np.random.default_rng(0)
     worst = 0.0
     for name, p in params.items():
@@ -378,15 +380,16 @@ def gradcheck(loss_fn, params, grads, checks=10, rng=None, h=1e-5, tol=1e-6, out
     return worst
 
 
-def gradcheck_verdict(worst, count, tol, out=sys.stdout):
-    """The closing line every gradient check prints. -> True on PASS"""
+def gradcheck_verdict(worst, count, tol, out=None):
+    """The closing line every gradient check prints (to out, None: sys.stdout). -> True on PASS"""
+    out = sys.stdout if out is None else out
     ok = worst < tol
     print(f"gradcheck: max relative error {worst:.3e} over {count} parameters: "
           f"{'PASS' if ok else 'FAIL'}", file=out)
     return ok
 
 
-def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=sys.stdout,
+def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=None,
                           episodes=None):
     """Float64 gradient check of every parameter of a model. -> worst relative error,
     number of parameters.

@@ -56,6 +56,15 @@ def memory_ops(B, N, W, R, rng):
         dparts, dprev = dnc.memory_step_backward(douts[-1], dmem, cache)
         return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
 
+    def row_blocks(f):  # f with the links done one batch row at a time, as at large N
+        def g(*args):
+            saved, dnc.BLOCK_FLOATS = dnc.BLOCK_FLOATS, N * N
+            try:
+                return f(*args)
+            finally:
+                dnc.BLOCK_FLOATS = saved
+        return g
+
     ops = [
         ("content weighting", {"M": M, "k": rng.standard_normal((B, R, W)), "beta": 1 + 3 * rng.random((B, R))},
          lambda I: dnc.content_forward(I["M"], I["k"], I["beta"]),
@@ -99,6 +108,9 @@ def memory_ops(B, N, W, R, rng):
         # 1/sqrt(eps) curvature needs a smaller h, is checked by "content weighting"
         ("one whole memory step", {**parts, **{"prev_" + k: v for k, v in mem.items()},
                                    "prev_M": rng.standard_normal((B, N, W))}, step_fwd, step_bwd),
+        ("one whole memory step, the links a batch row at a time",
+         {**{k: v.copy() for k, v in parts.items()}, **{"prev_" + k: v.copy() for k, v in mem.items()},
+          "prev_M": rng.standard_normal((B, N, W))}, row_blocks(step_fwd), row_blocks(step_bwd)),
     ]
     return ops
 

@@ -934,3 +934,32 @@ def test_cli_gradcheck():
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", last)
     assert m, last
     assert float(m.group(1)) < TOL and int(m.group(2)) == 9
+
+
+def test_dnc_debug_passes():
+    """`python dnc-debug.py`, as a user runs it: every op (the whole memory step also with
+    the links a batch row at a time), the model, invariants, direction, no NaN."""
+    r = run_dnc(script="dnc-debug.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    for section in ("== 1.", "== 2.", "== 3.", "== 4.", "== 5."):
+        assert section in out
+    assert "-- one whole memory step, the links a batch row at a time --" in out
+    errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
+    assert len(errors) == 15 and max(errors) < TOL  # 14 ops and the model
+    m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
+    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 72, out[-500:]
+
+
+def test_dnc_debug_fails_on_a_wrong_backward(monkeypatch, capfd):
+    """A link backward that drops its dww term: dnc-debug.py says FAIL and returns 1."""
+    debug = common.load_script("dnc-debug.py")
+    real = debug.dnc.link_backward
+
+    def wrong(dL, cache):
+        dL_prev, dww, dp_prev = real(dL, cache)
+        return dL_prev, 0 * dww, dp_prev
+
+    monkeypatch.setattr(debug.dnc, "link_backward", wrong)
+    assert debug.main([]) == 1
+    assert "FAIL" in capfd.readouterr().out
