@@ -15,7 +15,9 @@ from usage and free gates, erase and write, the temporal link matrix and precede
 forward / backward / content read modes. Equation names and section numbers (§) refer
 to docs/dnc.md, which explains and derives every forward and backward formula used
 here. Shapes follow the legend in common.py; every op below is vectorised over the batch
-B and the heads R, with no Python loop over rows, heads or slots.
+B and the heads R, with no Python loop over rows, heads or slots (at large N the link ops
+run on a few blocks of batch rows in turn, so that their arrays stay in the cache:
+links_forward, links_backward).
 
 Per time step t (§4):
     controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
@@ -386,7 +388,7 @@ def read_backward(dr, cache):
 #
 # At large N the (B, N, N) link operations are most of a step, and each NumPy operation
 # is one pass over its arrays. At N 256 and batch 32 an array is 8 MiB, and the few that
-# a step's links touch at once outgrow the processor's cache (32 MiB of L3 here), so
+# a step's links touch at once outgrow the processor's cache (32 MiB of L3 where measured), so
 # each pass reads main memory. Done a few batch rows at a time, the link matrix and its
 # temporaries stay in the cache from link_forward into directional_forward, and from
 # directional_backward into link_backward: 1.08x the whole training step at N 256, on top
