@@ -419,15 +419,15 @@ def test_batch_blocks_give_the_whole_batch_result(monkeypatch):
         dparts, dprev = dnc.memory_step_backward(dr, dict(zip(dnc.MEMORY_STATE, G)), cache)
         return [new[k] for k in dnc.MEMORY_STATE] + [r] + list(dparts.values()) + list(dprev.values())
 
-    whole = run()
     G_before = [g.copy() for g in G]
+    whole = run()
     for rows, n_blocks in ((1, 5), (2, 3)):
         monkeypatch.setattr(dnc, "BLOCK_FLOATS", rows * N * N)
         assert [b.stop - b.start for b in dnc.batch_blocks(Bb, N)] == [rows] * (n_blocks - 1) + [Bb - rows * (n_blocks - 1)]
         for a, b in zip(whole, run()):
             assert a.shape == b.shape
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-14)
-    for g, g0 in zip(G, G_before):  # the step's backward leaves its inbox as it was
+    for g, g0 in zip(G, G_before):  # no run of the step's backward changed its inbox
         np.testing.assert_array_equal(g, g0)
 
 
