@@ -96,7 +96,7 @@ def evaluate_text(model, cfg, params, ids, S, rows=EVAL_ROWS):
     for t0 in range(0, m, S):
         n = min(S, m - t0)
         inputs, targets = data[idx + t0 + np.arange(n)[:, None]], data[idx + t0 + 1 + np.arange(n)[:, None]]
-        logits, state, _ = model.forward(params, inputs, state, cfg)
+        logits, state = model.forward(params, inputs, state, cfg)[:2]  # the cache goes at once
         logp = common.log_softmax(logits)
         total -= np.take_along_axis(logp, targets[..., None].astype(np.intp), axis=-1).sum(dtype=np.float64)
     return float(total / (m * rows))
@@ -110,7 +110,7 @@ def evaluate_task(model, cfg, params, task, batches):
     nats = steps = wrong = solved = seqs = 0.0
     for inputs, targets, mask in batches:
         state = model.init_state(cfg, params, inputs.shape[1])
-        logits, _, _ = model.forward(params, inputs, state, cfg)
+        logits = model.forward(params, inputs, state, cfg)[0]  # the cache goes at once
         nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
         nats += float((nll * mask).sum(dtype=np.float64))
         steps += float(mask.sum())

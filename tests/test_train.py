@@ -681,6 +681,35 @@ print(kept, (before - rss()) >> 20)  # MiB handed back to the kernel by the free
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+def test_validation_holds_one_window_at_a_time():
+    """A validation pass over many windows of a DNC (whose cache of every step's links is
+    most of a window's memory) peaks at about one window's forward, not two: the cache
+    for a backward that never comes is dropped before the next window runs."""
+    import tracemalloc
+
+    model = MODELS["dnc"]
+    cfg = {"hidden": 8, "layers": 1, "memory": 48, "width": 4, "reads": 2, "stop_usage_grad": False,
+           "dropout": 0.0}
+    rng = np.random.default_rng(0)
+    params = model.init_params(cfg, 7, rng, np.float32)
+    S, rows = 8, 4
+    ids = rng.integers(0, 7, 6 * S * rows + 1)
+
+    def peak(fn):
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    inputs = ids[:S * rows].reshape(rows, S).T
+    one = peak(lambda: model.forward(params, inputs, model.init_state(cfg, params, rows), cfg))
+    whole = peak(lambda: train.evaluate_text(model, cfg, params, ids, S, rows))  # 6 windows
+    assert one > 2 ** 19  # 8 steps of (4, 48, 48) float32 links are 295 KB of it
+    assert whole < 1.3 * one, (whole, one)
+
+
 def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
     """glibc returns a freed 64 MiB block to the kernel at once; after keep_freed_memory()
     (which every script calls) the process keeps it for the next array."""
