@@ -710,6 +710,25 @@ def test_validation_holds_one_window_at_a_time():
     assert whole < 1.3 * one, (whole, one)
 
 
+def test_many_validation_streams_take_shorter_windows(monkeypatch):
+    """A held-out text long enough for more streams than the batch is read in windows of
+    S B / rows steps, so a window holds no more than a training one, and the figure is
+    the one of the full-length windows."""
+    model = MODELS["lstm"]
+    cfg = {"hidden": 5, "layers": 1, "dropout": 0.0}
+    rng = np.random.default_rng(0)
+    V, B, S = 7, 4, 8
+    params = model.init_params(cfg, V, rng, np.float64)
+    ids = rng.integers(0, V, 32_000).astype(np.uint8)  # 16 streams of 2000 characters
+    source = train.TextSource(None, ids, ids, None, B, S, 0)
+    seen = []
+    real = train.evaluate_text
+    monkeypatch.setattr(train, "evaluate_text", lambda *a: seen.append(a[4:]) or real(*a))
+    nats = source.score(model, cfg, params, ids)
+    assert seen == [(S * B // 16, 16)]  # windows of 2 steps over 16 streams
+    assert nats == pytest.approx(real(model, cfg, params, ids, S, 16), rel=1e-12)
+
+
 def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
     """glibc returns a freed 64 MiB block to the kernel at once; after keep_freed_memory()
     (which every script calls) the process keeps it for the next array."""
