@@ -61,10 +61,10 @@ class TextSource:
 
     def score(self, model, cfg, params, ids):
         """Mean nats per character of ids. As many streams as the training batch, more on a
-        long held-out text (fewer, longer steps), each long enough (2000 characters) that
+        long held-out text (so fewer steps in all), each long enough (2000 characters) that
         its start from a zero state costs the figure little. With more streams than the
-        batch the windows are shorter, so that a window (S B characters) holds no more in
-        memory than a training window does."""
+        batch the windows are shorter, so that a window (about S B characters) holds no
+        more in memory than a training window does."""
         rows = min(EVAL_ROWS, max(self.B, len(ids) // 2000))
         return evaluate_text(model, cfg, params, ids, max(1, self.S * self.B // rows), rows)
 

@@ -664,23 +664,6 @@ def test_progress_line_rate_excludes_validation(work, tmp_path):
     assert line_rates[-1] > 0.5 * done, (line_rates, done)
 
 
-KEEP_PROBE = """
-import os, sys
-import numpy as np
-import train
-kept = train.keep_freed_memory() if sys.argv[1] == "keep" else False
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-a = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
-before = rss()
-del a
-print(kept, (before - rss()) >> 20)  # MiB handed back to the kernel by the free
-"""
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
 def test_validation_holds_one_window_at_a_time():
     """A validation pass over many windows of a DNC (whose cache of every step's links is
     most of a window's memory) peaks at about one window's forward, not two: the cache
@@ -729,6 +712,23 @@ def test_many_validation_streams_take_shorter_windows(monkeypatch):
     assert nats == pytest.approx(real(model, cfg, params, ids, S, 16), rel=1e-12)
 
 
+KEEP_PROBE = """
+import os, sys
+import numpy as np
+import train
+kept = train.keep_freed_memory() if sys.argv[1] == "keep" else False
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+a = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
+before = rss()
+del a
+print(kept, (before - rss()) >> 20)  # MiB handed back to the kernel by the free
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
 def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
     """glibc returns a freed 64 MiB block to the kernel at once; after keep_freed_memory()
     (which every script calls) the process keeps it for the next array."""
