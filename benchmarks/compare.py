@@ -357,21 +357,28 @@ def time_matmul(b, m, k, n, budget):
     return statistics.median(samples)
 
 
+def gemm_seconds(config, V, B, budget):
+    """-> (FLOPs, seconds) of this model's matrix products in one iteration at batch B,
+    each timed alone with np.matmul on the BLAS threads set now (time_matmul)."""
+    total_flops = total_time = 0.0
+    cache = {}
+    for _, b, m, k, n, count in gemms(config.kind, config.cfg, V, B, config.S):
+        key = (b, m, k, n)
+        if key not in cache:
+            cache[key] = time_matmul(b, m, k, n, budget)
+        total_flops += 2 * b * m * k * n * count
+        total_time += cache[key] * count
+    return total_flops, total_time
+
+
 def gemm_ceiling(config, V, budget):
     """-> GFLOP/s of np.matmul over this model's products at their shapes and counts
     (total FLOPs / total time), i.e. the speed of an iteration made only of its GEMMs,
     on --threads BLAS threads (set here again: our side's rounds may have taken fewer)."""
     if THREADS.isdigit():
         train.set_blas_threads(int(THREADS))
-    total_flops = total_time = 0.0
-    cache = {}
-    for _, b, m, k, n, count in gemms(config.kind, config.cfg, V, config.B, config.S):
-        key = (b, m, k, n)
-        if key not in cache:
-            cache[key] = time_matmul(b, m, k, n, budget)
-        total_flops += 2 * b * m * k * n * count
-        total_time += cache[key] * count
-    return total_flops / total_time / 1e9
+    flops, seconds = gemm_seconds(config, V, config.B, budget)
+    return flops / seconds / 1e9
 
 
 # ----------------------------------------------------------------------------------
@@ -426,6 +433,36 @@ def profile(runner, iterations):
         runner.profiled_iteration()
     times = [runner.profiled_iteration() for _ in range(iterations)]
     return [statistics.median(t[i] for t in times) for i in range(3)]
+
+
+def floor(config, runner, train_ids, V, rounds, seconds, budget):
+    """How fast an iteration of our code could be at best, NumPy being what it is.
+
+    The matrix products cannot run faster than np.matmul does them alone (the GEMM
+    ceiling), and no other NumPy call of a step costs less than it does on the smallest
+    arrays, i.e. at batch 1. So the floor is the products at batch B at the ceiling plus
+    the rest of an iteration at batch 1: our iteration at batch 1, same code and window,
+    less its products at the ceiling. (An estimate, not a strict bound: at batch 1 the
+    products may take longer than alone, which would lower the floor by up to the gemm_1
+    figure returned.) Our runner at batch B and a copy at batch 1 train in turn for
+    `rounds` rounds of `seconds`, so that their ratio sees one machine load.
+    -> dict of seconds: ours (an iteration at B), ours_1, gemm (at B), gemm_1, floor;
+       and the rounds and seconds it ran"""
+    small = Ours(Config(config.name, config.kind, config.cfg, 1, config.S, config.target), train_ids, V)
+    for _ in range(3):  # first-call costs stay out of the rounds
+        small.iteration()
+    times = {"ours": [], "ours_1": []}
+    for _ in range(rounds):
+        for name, r in (("ours", runner), ("ours_1", small)):
+            n, elapsed, _ = train_for(r, seconds)
+            times[name].append(elapsed / n)
+    res = {name: statistics.median(t) for name, t in times.items()}
+    res["rounds"], res["seconds"] = rounds, seconds
+    runner.start_round()  # the products on the threads our side trains on
+    res["gemm"] = gemm_seconds(config, V, config.B, budget)[1]
+    res["gemm_1"] = gemm_seconds(config, V, 1, budget)[1]
+    res["floor"] = res["gemm"] + res["ours_1"] - res["gemm_1"]
+    return res
 
 
 # ----------------------------------------------------------------------------------
@@ -533,6 +570,28 @@ def report(args, text_note, rows, profiles):
             t = sum(prof)
             out.append(f"| {config.name} | {n} | " + " | ".join(f"{x * 1e3:.3f}" for x in prof)
                        + f" | {t * 1e3:.3f} | " + " / ".join(f"{x / t:.0%}" for x in prof) + " |")
+
+    floors = [(config, res) for config, res in rows if "floor" in res]
+    if floors:
+        out += ["", "## The floor: how fast NumPy lets this code be", "",
+                "Milliseconds per iteration (`floor()` in compare.py). The matrix products cannot run "
+                "faster than at the GEMM ceiling, and no other NumPy call costs less than on the "
+                "smallest arrays, at batch 1: the floor is the products at the ceiling plus the rest of "
+                "an iteration at batch 1 (our iteration at batch 1, less its products at the ceiling). "
+                f"Our iterations at the batch and at 1 ran in turn, {floors[0][1]['floor']['rounds']} rounds "
+                f"of {floors[0][1]['floor']['seconds']:g} s each; the times are medians over the rounds. "
+                "\"At most\" is the ratio ours/peer our code would reach at its floor: the ratio above "
+                "times ours / floor. A target above it needs fewer NumPy calls a step, or cheaper ones, "
+                "than this code makes.", "",
+                "| config | ours | GEMMs at the ceiling | ours at batch 1 | its GEMMs | floor | ours / floor "
+                "| at most, ours/peer | target |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for config, res in floors:
+            f = res["floor"]
+            most = f"{res['ratio'] * f['ours'] / f['floor']:.2f}x" if "ratio" in res else "n/a"
+            out.append(f"| {config.name} | " + " | ".join(f"{f[k] * 1e3:.3f}" for k in
+                                                         ("ours", "gemm", "ours_1", "gemm_1", "floor"))
+                       + f" | {f['ours'] / f['floor']:.2f}x | {most} | >= {config.target:g}x |")
     return "\n".join(out) + "\n"
 
 
@@ -616,6 +675,7 @@ def main(argv=None):
             if "ours" in res:
                 n = 25 if args.quick else 200
                 profiles.append((config, (n, profile(Ours(config, train_ids, V), n))))
+                res["floor"] = floor(config, ours, train_ids, V, *((2, 0.2, 0.02) if args.quick else (4, 1.0, 0.2)))
             else:
                 profiles.append((config, (0, res.get("ours_note", "not available"))))
 

@@ -24,6 +24,17 @@ def test_compare_quick_without_peers(tmp_path):
         assert cells[2].replace(",", "").rstrip("k").replace(".", "").isdigit(), row  # ours: a rate
     assert "## The numpy GEMM ceiling" in table
     assert "## Where our iterations go" in table
+    # the floor's arithmetic: products at the ceiling + the rest at batch 1 (= ours at 1 less
+    # its products), and ours against it
+    floor = table[table.index("## The floor"):]
+    for name in ("RNN 32/16/25", "LSTM 128/32/32", "DNC 128, N16"):
+        row = next(line for line in floor.splitlines() if line.startswith(f"| {name}"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        ours, gemm, ours_1, gemm_1, low = map(float, cells[1:6])
+        assert 0 < gemm_1 < ours_1 and 0 < gemm < ours, row
+        assert abs(low - (gemm + ours_1 - gemm_1)) <= 0.0016, row  # each cell rounded to 0.0005
+        assert abs(float(cells[6].rstrip("x")) - ours / low) <= (ours / low) * 0.0005 * (1 / ours + 1 / low) + 0.0051, row
+        assert cells[7] == "n/a", row  # no peer, no ratio to scale
 
 
 def test_stability_short_run(tmp_path):
