@@ -458,8 +458,9 @@ def floor(config, runner, train_ids, V, rounds, seconds, budget):
             times[name].append(elapsed / n)
     res = {name: statistics.median(t) for name, t in times.items()}
     res["rounds"], res["seconds"] = rounds, seconds
-    runner.start_round()  # the products on the threads our side trains on
+    runner.start_round()  # each side's products on the threads that side trained on
     res["gemm"] = gemm_seconds(config, V, config.B, budget)[1]
+    small.start_round()
     res["gemm_1"] = gemm_seconds(config, V, 1, budget)[1]
     res["floor"] = res["gemm"] + res["ours_1"] - res["gemm_1"]
     return res
