@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py                 # full run, writes benchmarks/results.md
     python benchmarks/compare.py --quick         # a short run (fewer, shorter rounds)
-    python benchmarks/compare.py --profile       # also split our iterations into phases
+    python benchmarks/compare.py --profile       # also split our iterations into phases, and their floor
     python benchmarks/compare.py --no-peers      # our scripts only, even if torch is there
 
 For every configuration, our model and its peer train in turn, A B A B, for --rounds
@@ -26,7 +26,8 @@ their cells "not available".
 
 Also reported: the numpy GEMM ceiling (np.matmul GFLOP/s at the shapes each model
 multiplies, float32) and the fraction of it each of our scripts reaches, and with
---profile the forward / backward / update split of our iterations.
+--profile the forward / backward / update split of our iterations and their floor (how
+fast this code could be in NumPy: the products at the GEMM ceiling, the rest at batch 1).
 """
 import argparse
 import datetime
@@ -608,7 +609,8 @@ def main(argv=None):
                    help="short run: 3 rounds of 1 s, shorter GEMM timings and profile")
     p.add_argument("--rounds", type=common.positive_int, help="rounds per side (default 8, quick 3)")
     p.add_argument("--seconds", type=common.positive_float, help="seconds per round (default 2.5, quick 1)")
-    p.add_argument("--profile", action="store_true", help="split our iterations into forward, backward, update")
+    p.add_argument("--profile", action="store_true",
+                   help="split our iterations into forward, backward, update, and measure their floor")
     p.add_argument("--no-peers", action="store_true", help="run our scripts only, even if torch is installed")
     p.add_argument("--threads", default="1", metavar="N|auto",
                    help="threads of torch, and of numpy's BLAS for our side as many of them as the scripts' "
