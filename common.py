@@ -2,7 +2,7 @@
 (with a mask of the scored steps), dropout, Adagrad, the gradient check, BPC, sampling,
 checkpoints and the command line's number types. The models live in rnn-numpy.py,
 lstm-numpy.py and dnc-numpy.py; each hands itself, a small "model" module, to
-train.main(), which holds the one training loop for texts and memory tasks.
+train.main(); train.py's train() is the one training loop for texts and memory tasks.
 
 Shape legend (used in every docstring and `# (B, H)` comment of the project):
     B  batch (parallel cursors over the text)     S  time steps per window (truncated BPTT)
@@ -118,7 +118,7 @@ class Vocab:
         if len(ids) and (ids == missing).any():
             ch = chr(int(codes[np.argmax(ids == missing)]))
             raise UserError(f"character {ch!r} of {where} is not in the model's vocabulary "
-                            f"(the {len(self)} characters of the training text)")
+                            f"(the {len(self)} characters it was built from)")
         return ids
 
     def decode(self, ids):
@@ -189,17 +189,19 @@ def copy_state(state):
 
 def softmax(x, axis=-1):
     """Stable softmax: the max is subtracted before exp, so no overflow and no 0/0."""
-    e = x - x.max(axis=axis, keepdims=True)  # a new array: exp and the division go in place
-    np.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
-    return e
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1):
-    """Stable log-softmax: z - log(sum(exp(z))) with z = x - max(x)."""
-    z = x - x.max(axis=axis, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
-    return z
+    """Stable log-softmax: z - log(sum(exp(z))) with z = x - max(x).
+
+    The logits of a diverged model can be so far apart that x - max(x) overflows; that
+    is expected, so its warning is silenced here, and the training loop and validation
+    stop on the non-finite loss it gives."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = x - x.max(axis=axis, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
 
 def cross_entropy(logits, targets, mask=None):
@@ -210,24 +212,19 @@ def cross_entropy(logits, targets, mask=None):
     -> loss float, dlogits (S, B, V)
     """
     V = logits.shape[-1]
-    flat = logits.reshape(-1, V)  # (N, V), N = S*B
+    logp = log_softmax(logits.reshape(-1, V))  # (N, V), N = S*B positions
     t = targets.reshape(-1)  # (N,)
-    N = t.size
-    rows = np.arange(N)
+    rows = np.arange(t.size)
     # each position's weight in the mean: 1/N for a text, 1/(answer steps) on a task's answers
     if mask is None:
-        w = np.full(N, 1 / N, logits.dtype)
+        w = np.full(t.size, 1 / t.size, logits.dtype)
     else:
         w = (mask.reshape(-1) / max(int(mask.sum()), 1)).astype(logits.dtype)
-    # log-softmax as in log_softmax, but keeping exp(z) for the gradient: one array, in place
-    e = flat - flat.max(axis=1, keepdims=True)  # (N, V) z, shifted so that its max is 0
-    zt = e[rows, t]  # (N,) z of the targets
-    np.exp(e, out=e)  # (N, V) exp(z)
-    s = e.sum(axis=1)  # (N,) the softmax denominators, each >= 1
-    loss = np.dot((np.log(s) - zt).astype(np.float64), w)  # -log p(target) = log(sum exp z) - z_target
-    e *= (w / s)[:, None]  # the softmax p, already weighted as in the mean
-    e[rows, t] -= w  # backprop into the logits: w (p - onehot(target))
-    return float(loss), e.reshape(logits.shape)
+    loss = -np.dot(logp[rows, t].astype(np.float64), w)  # the mean of -log p(target)
+    dlogits = np.exp(logp)  # the softmax p
+    dlogits[rows, t] -= 1  # backprop into the logits: p - onehot(target) ...
+    dlogits *= w[:, None]  # ... times the position's weight in the mean
+    return float(loss), dlogits.reshape(logits.shape)
 
 
 def bpc(nats):
@@ -235,18 +232,14 @@ def bpc(nats):
     return nats / LN2
 
 
-def sigmoid(x, out=None):
-    """Logistic sigmoid 1 / (1 + exp(-x)), elementwise; out=x computes it in place.
+def sigmoid(x):
+    """Logistic sigmoid 1 / (1 + exp(-x)), elementwise.
 
-    Stable for any x: for x very negative exp(-x) overflows to inf and the result is
-    exactly 0 (that overflow is expected, so its warning is silenced). One exp, which
-    NumPy computes about twice as fast as tanh in float32.
+    For x very negative exp(-x) overflows to inf and the result is exactly 0, as it
+    should be; that overflow is expected, so its warning is silenced here and only here.
     """
-    out = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        np.exp(out, out=out)
-    out += 1
-    return np.divide(1, out, out=out)
+        return 1 / (1 + np.exp(-x))
 
 
 def gather_backward(ids, dout, V):
@@ -293,23 +286,19 @@ def loss_and_grads(model, params, inputs, targets, state, cfg=None, mask=None, r
 
 
 class Adagrad:
-    """Adagrad as in min-char-rnn and the ancestor: mem += g^2; p -= lr g / sqrt(mem + eps).
+    """Adagrad as in min-char-rnn and the ancestor: each parameter's step is the learning
+    rate divided by the root of the sum of its squared gradients so far.
     `mem` is a dict with the same keys as params."""
 
     def __init__(self, params, lr=0.1, eps=1e-8):
         self.lr, self.eps = lr, eps
         self.mem = {k: np.zeros_like(v) for k, v in params.items()}
-        self.scratch = {k: np.empty_like(v) for k, v in params.items()}  # reused by every step
 
     def step(self, params, grads):
-        """Update params in place; every operation writes into existing arrays."""
-        for k, p in params.items():
-            g, m, u = grads[k], self.mem[k], self.scratch[k]
-            m += np.multiply(g, g, out=u)  # mem += g^2
-            np.sqrt(np.add(m, self.eps, out=u), out=u)  # u = sqrt(mem + eps)
-            np.divide(g, u, out=u)
-            u *= self.lr
-            p -= u  # p -= lr g / sqrt(mem + eps)
+        """Update params in place."""
+        for k in params:
+            self.mem[k] += grads[k] * grads[k]
+            params[k] -= self.lr * grads[k] / np.sqrt(self.mem[k] + self.eps)
 
 
 def clip_global_norm(grads, max_norm):
@@ -472,6 +461,8 @@ def save_checkpoint(path, kind, cfg, params, opt, vocab, info, state, cursors, r
     arrays["info"] = np.array(json.dumps(info))
     tmp = f"{path}.tmp{os.getpid()}"
     try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        remove_stale_temporaries(path)
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -481,6 +472,29 @@ def save_checkpoint(path, kind, cfg, params, opt, vocab, info, state, cursors, r
         if os.path.exists(tmp):
             os.remove(tmp)
         raise UserError(f"cannot write checkpoint {path}: {e.strerror}") from None
+
+
+def remove_stale_temporaries(path):
+    """Remove the partial checkpoints path.tmpPID that runs killed while saving left
+    behind (os.replace never ran), whose process is gone. Not on Windows, where
+    os.kill cannot ask whether a process exists."""
+    if os.name == "nt":
+        return
+    folder, prefix = os.path.dirname(path) or ".", os.path.basename(path) + ".tmp"
+    for name in os.listdir(folder):
+        pid = name[len(prefix):]
+        if name.startswith(prefix) and pid.isdigit() and not process_exists(int(pid)):
+            os.remove(os.path.join(folder, name))
+
+
+def process_exists(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether pid exists is checked
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    return True
 
 
 def load_checkpoint(path, kind):

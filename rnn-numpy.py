@@ -13,6 +13,12 @@ Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy 
 With --dropout p, the input of every layer above the first and the input of the output
 layer are multiplied by a random mask (common.dropout); the recurrent h_prev never is.
 Shapes follow the legend in common.py.
+
+How it is trained (the loop is train() at the top of train.py): windows of --seq
+characters from --batch streams over the text; forward, the mean cross-entropy, the
+backward below through the window's steps, one global-norm clip of all the gradients,
+then Adagrad (common.py). The last h of a window is the first h_prev of the next
+(truncated BPTT: the state is carried, the gradient stops at the window's start).
 """
 import numpy as np
 

@@ -1,5 +1,8 @@
-"""The one training loop of every script, and its command line. Two kinds of data flow
-through the same loop:
+"""The one training loop of every script, and its command line.
+
+train() below is the loop, as min-char-rnn's: the next batch, forward, cross-entropy,
+backward, one clip, the Adagrad step, the recurrent state carried to the next window,
+and every --report iterations a report. Two kinds of data flow through it:
 
     text   B streams over a text give windows of S characters; the recurrent state
            carries from window to window (truncated BPTT); every position is scored
@@ -7,16 +10,17 @@ through the same loop:
            (the DNC's whole memory too) starts from zero at every episode; only the
            answer steps are scored, through a mask
 
-Each iteration: forward, the masked mean cross-entropy, backward, one global-norm clip,
-Adagrad. Every --report iterations: validation (held-out text, or a fixed set of fresh
-episodes), the progress line, a row of --log, a checkpoint that keeps both the latest
-params (to resume) and the best validation's (to sample and evaluate), --patience and
---lr-decay. The modes that do not train are here too: --gradcheck, --sample,
---eval-lengths, --show and --plot. common.py holds the pieces the models themselves use.
+Below the loop, in this order: Run, which keeps the books of a run (validation, the
+progress line, the CSV log, the best weights and --patience, --lr-decay, divergence,
+checkpoints); the two sources of data and how held-out data is scored; setting a run
+up, fresh or resumed; the modes that do not train (--gradcheck, --sample,
+--eval-lengths, --show, --plot); the command line. The models live in rnn-numpy.py,
+lstm-numpy.py and dnc-numpy.py, what they share in common.py, and the platform
+(BLAS threads, the allocator, free memory) in machine.py.
 """
 import argparse
+import contextlib
 import csv
-import ctypes
 import math
 import os
 import signal
@@ -26,6 +30,7 @@ import time
 import numpy as np
 
 import common
+import machine
 from common import UserError
 
 tasks = common.load_script(os.path.join("data", "tasks.py"))
@@ -34,96 +39,194 @@ DEFAULTS = {"hidden": 128, "layers": 1, "batch": 32, "seq": 32, "time": 120.0, "
 VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at every report
 EVAL_ROWS = 128  # at most this many parallel streams validate a text
 TASK_FLAGS = ("bits", "length", "repeats")
+CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
 
 
 # ----------------------------------------------------------------------------------
-# The two sources of data
+# The training loop
 
 
-class TextSource:
-    """Windows of a text for training; BPC on its held-out parts."""
+def train(model, cfg, params, opt, state, source, rng, run):
+    """Train until --time, --iters, --patience or Ctrl-C runs out. -> exit code
 
-    def __init__(self, vocab, train, val, test, B, S, val_chars):
-        self.vocab, self.train, self.val, self.test = vocab, train, val, test
-        self.batches = common.Batches(train, B, S)
-        self.S = S
-        self.val_report = val[:val_chars] if val_chars and len(val) > val_chars else val  # a view
-        self.B = B
+    model: rnn-, lstm- or dnc-numpy.py;  params, opt.mem: dicts of arrays with the same
+    keys;  state: the recurrent state, batch on axis 0;  source: TextSource or
+    TaskSource;  rng: draws dropout masks (and a task's episodes);  run: a Run, below."""
+    args = run.args
+    with ctrl_c_flag() as interrupted:
+        while not interrupted and not run.should_stop():
+            inputs, targets, mask, reset = source.next(rng)  # (S, B) ids; mask: the scored steps, or None
+            common.reset_rows(state, reset)  # rows that start afresh (a wrapped text, a new episode)
 
-    def next(self, rng):
-        """-> inputs (S, B), targets (S, B), mask None (all scored), reset (B,) bool"""
-        inputs, targets, reset = self.batches.next()
-        return inputs, targets, None, reset
+            logits, new_state, cache = model.forward(params, inputs, state, cfg, rng)  # (S, B, V)
+            loss, dlogits = common.cross_entropy(logits, targets, mask)  # mean nats per scored step
+            run.check_finite(loss)
+            grads = model.backward(dlogits, cache)  # backpropagation through the window's S steps
 
-    def validate(self, model, cfg, params):
-        """-> {"nats": mean nats per character of the validation text at reports}"""
-        return {"nats": self.score(model, cfg, params, self.val_report)}
+            common.clip_global_norm(grads, args.clip)  # once, after the whole backward
+            opt.step(params, grads)  # Adagrad
+            state = new_state  # carried into the next window: truncated BPTT
 
-    def score(self, model, cfg, params, ids):
-        """Mean nats per character of ids. As many streams as the training batch, more on a
-        long held-out text (so fewer steps in all), each long enough (2000 characters) that
-        its start from a zero state costs the figure little. With more streams than the
-        batch the windows are shorter, so that a window (about S B characters) holds no
-        more in memory than a training window does."""
-        rows = min(EVAL_ROWS, max(self.B, len(ids) // 2000))
-        return evaluate_text(model, cfg, params, ids, max(1, self.S * self.B // rows), rows)
-
-
-class TaskSource:
-    """Fresh episodes of a memory task for training; a fixed set of other fresh episodes
-    (from a generator of their own) for validation, the same at every report."""
-
-    def __init__(self, task, B, seed):
-        self.task, self.B = task, B
-        val_rng = np.random.default_rng([seed, 1])
-        self.val = [task.episodes(val_rng, B) for _ in range(-(-VAL_EPISODES // B))]
-
-    def next(self, rng):
-        """-> inputs (T, B), targets (T, B), mask (T, B) bool, reset: every row"""
-        inputs, targets, mask = self.task.episodes(rng, self.B)
-        return inputs, targets, mask, np.ones(self.B, bool)
-
-    def validate(self, model, cfg, params):
-        return evaluate_task(model, cfg, params, self.task, self.val)
+            run.progress.add(loss, mask, inputs)
+            run.it += 1
+            if run.it % args.report == 0:
+                run.report(params)
+                run.save(params, opt, state)
+    if interrupted:
+        run.save(params, opt, state)
+        print(f"interrupted at iter {run.it}" + (f"; saved {args.save}" if args.save else ""), file=sys.stderr)
+        return 130
+    if run.reported != run.it:
+        run.report(params)
+    run.save(params, opt, state)
+    if run.stopped:
+        print(f"stopped: {run.stopped}")
+    print(run.done_line(params))
+    return 0
 
 
-def evaluate_text(model, cfg, params, ids, S, rows=EVAL_ROWS):
-    """Mean nats per character over a whole held-out text, read as up to `rows`
-    contiguous streams with the recurrent state carried from window to window."""
-    rows = max(1, min(rows, (len(ids) - 1) // S))
-    m = (len(ids) - 1) // rows  # characters each stream predicts
-    data = ids[:rows * m + 1]
-    idx = np.arange(rows)[None, :] * m  # (1, rows) where each stream starts
-    state = model.init_state(cfg, params, rows)
-    total = 0.0
-    for t0 in range(0, m, S):
-        n = min(S, m - t0)
-        inputs, targets = data[idx + t0 + np.arange(n)[:, None]], data[idx + t0 + 1 + np.arange(n)[:, None]]
-        logits, state = model.forward(params, inputs, state, cfg)[:2]  # the cache goes at once
-        logp = common.log_softmax(logits)
-        total -= np.take_along_axis(logp, targets[..., None].astype(np.intp), axis=-1).sum(dtype=np.float64)
-    return float(total / (m * rows))
+@contextlib.contextmanager
+def ctrl_c_flag():
+    """While inside: Ctrl-C only appends to the list yielded, so that the iteration under
+    way finishes whole and the loop can save before it stops."""
+    flag = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: flag.append(signum))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
-def evaluate_task(model, cfg, params, task, batches):
-    """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
-    -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
-    the most likely answer that differ from the target), solved (fraction of episodes
-    with no wrong bit), answer_bits (per episode: how many bits were asked for)."""
-    nats = steps = wrong = solved = seqs = 0.0
-    for inputs, targets, mask in batches:
-        state = model.init_state(cfg, params, inputs.shape[1])
-        logits = model.forward(params, inputs, state, cfg)[0]  # the cache goes at once
-        nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
-        nats += float((nll * mask).sum(dtype=np.float64))
-        steps += float(mask.sum())
-        bad = (task.token_bits(logits.argmax(-1)) != task.token_bits(targets)).sum(-1) * mask  # (T, B)
-        per_episode = bad.sum(0)  # (B,)
-        wrong += float(per_episode.sum())
-        solved += float((per_episode == 0).sum())
-        seqs += inputs.shape[1]
-    return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs,
-            "answer_bits": steps * task.out_bits / seqs}
+# ----------------------------------------------------------------------------------
+# The books of a run: reports, the best weights, divergence, checkpoints
+
+
+class Run:
+    """What a run keeps besides the model: the iteration count, the progress window,
+    the last and best validation (with the best params, --patience and --lr-decay), the
+    divergence watch, the CSV log and the checkpoint."""
+
+    def __init__(self, args, model, cfg, source, task, vocab, opt, rng, info, threads):
+        self.args, self.model, self.cfg, self.source, self.task = args, model, cfg, source, task
+        self.vocab, self.opt, self.rng, self.threads = vocab, opt, rng, threads
+        self.it = self.start_it = info.get("iter", 0)
+        self.task_seed = info.get("task_seed", args.seed)
+        self.progress = Progress(task is not None, info.get("seen"))
+        self.mark = (0, 0.0)  # steps and training seconds at the last report
+        self.val, self.reported, self.stopped, self.saved = None, None, None, False
+        self.best_val, self.best_iter = info.get("best_val"), info.get("best_iter")
+        self.stale, self.best_params = info.get("stale", 0), None
+        self.has_val = task is not None or len(source.val) > 1
+        self.chance = 2 * math.log2(task.V if task else len(vocab))  # two reports above it: diverged
+        self.exploded = []  # reports in a row above it (Adagrad's first steps may overshoot once)
+
+    def should_stop(self):
+        a, elapsed = self.args, self.progress.elapsed()
+        if (a.iters and self.it - self.start_it >= a.iters) or (a.time and elapsed >= a.time):
+            return True
+        if a.patience and self.stale >= a.patience:
+            self.stopped = f"no new best validation in {a.patience} reports (--patience {a.patience})"
+            return True
+        return False
+
+    def report(self, params):
+        """Validate, print the progress line, log it, keep the best params, and now and
+        then print a sample."""
+        self.reported = self.it
+        rate, self.mark = self.progress.rate_since(self.mark)
+        busy = self.threads.watch(rate, "step/s" if self.task else "char/s")
+        if busy:
+            print(busy, flush=True)
+        self.val = self.aside(self.source.validate, self.model, self.cfg, params) if self.has_val else None
+        bits, train_loss = self.progress.recent_bits_per_step(), self.progress.recent()
+        print(self.progress.line(self.it, self.val), flush=True)
+        self.check_diverged(bits, self.val)
+        if self.args.log:
+            log_row(self.args.log, self.it, self.progress, train_loss, self.val)
+        if self.val is not None:
+            self.keep_best(params, self.val["nats_seq"] if self.task else self.val["nats"])
+        if self.task is None and self.it % (10 * self.args.report) == 0:
+            text = self.aside(common.sample, self.model, self.cfg, params, self.vocab, 200, 1.0, "", self.rng)
+            print("----\n" + text + "\n----", flush=True)
+
+    def aside(self, f, *args):
+        """f(*args), its time counted as time aside from training (validating, sampling)."""
+        t0 = time.perf_counter()
+        out = f(*args)
+        self.progress.aside += time.perf_counter() - t0
+        return out
+
+    def keep_best(self, params, score):
+        """A new best validation keeps a copy of the params; else one more stale report
+        (--patience) and the learning rate times --lr-decay."""
+        if self.best_val is None or score < self.best_val:
+            self.best_val, self.best_iter, self.stale = score, self.it, 0
+            self.best_params = {k: v.copy() for k, v in params.items()}
+        else:
+            self.stale += 1
+            self.opt.lr *= self.args.lr_decay
+
+    def check_finite(self, loss):
+        """Stop at once on a non-finite loss, keeping the last good checkpoint."""
+        if not math.isfinite(loss):
+            raise UserError(f"loss became non-finite at iter {self.it + 1} (try a lower --lr or a --clip)"
+                            + self.kept())
+
+    def check_diverged(self, bits, val):
+        """Stop once two reports in a row are above twice chance (--lr 1e9 stays above)."""
+        bits = max(bits, common.bpc(val["nats"]) if val is not None else 0.0)
+        if not math.isfinite(bits):
+            raise UserError(f"loss became non-finite at iter {self.it} (try a lower --lr or a --clip)" + self.kept())
+        self.exploded = self.exploded + [self.it] if bits > self.chance else []
+        if len(self.exploded) >= 2:
+            raise UserError(f"training diverged at iter {self.it}: {bits:.4g} bits per scored step, above "
+                            f"twice chance ({self.chance:.2f}) at two reports in a row; try a lower --lr "
+                            f"or a --clip" + self.kept())
+
+    def kept(self):
+        save = self.args.save
+        return f"; the last good checkpoint is kept in {save}" if save and os.path.exists(save) else ""
+
+    def save(self, params, opt, state):
+        """The checkpoint: latest params to resume, best params to sample and evaluate.
+        Never overwrites a good checkpoint with an exploded model."""
+        if not self.args.save or self.exploded:
+            return
+        a, task = self.args, self.task
+        meta = {"iter": self.it, "lr_scale": opt.lr / a.lr, "best_val": self.best_val, "best_iter": self.best_iter,
+                "stale": self.stale, "seen": self.progress.seen(), "task_seed": self.task_seed,
+                "task": {"name": task.name, "settings": task.settings} if task else None}
+        cursors = self.source.batches.cursors if task is None else np.zeros(0, np.int64)
+        common.save_checkpoint(a.save, self.model.KIND, self.cfg, params, opt, self.vocab, meta, state, cursors,
+                               self.rng, self.best_params)
+        self.saved = True
+
+    def done_line(self, params):
+        """The closing line: the last figures, the best validation, the test figure of the
+        best params (texts with a test set), the training rate, the share of time
+        validating and where the checkpoint is."""
+        progress, val, source = self.progress, self.val, self.source
+        best = self.best_params if self.best_params is not None else params
+        aside = (f"{progress.rate():.2f} {'step' if self.task else 'char'}/s training, "
+                 f"{progress.aside / max(progress.elapsed(), 1e-9):.1%} of the time validating")
+        saved = f"; saved {self.args.save}" if self.saved else ""
+        if self.task:
+            s = f"done: iter {self.it}, train {progress.recent():.4f} nats/seq"
+            if val:
+                s += (f", val {val['nats_seq']:.4f} nats/seq, {val['wrong_bits']:.3f} wrong bits/seq, "
+                      f"{val['solved']:.1%} solved, best val {self.best_val:.4f} nats/seq at iter {self.best_iter}")
+            return s + ", " + aside + saved
+        s = f"done: iter {self.it}, train {progress.recent():.4f} BPC"
+        if val:
+            s += f", val {common.bpc(val['nats']):.4f} BPC, best val {common.bpc(self.best_val):.4f} BPC at iter {self.best_iter}"
+            if len(source.val_report) < len(source.val):
+                whole = source.score(self.model, self.cfg, best, source.val)
+                s += f" (whole validation text {common.bpc(whole):.4f})"
+        else:
+            s += ", val n/a BPC"
+        if source.test is not None:  # scored with the best params (the last ones if nothing validated)
+            s += f", test {common.bpc(source.score(self.model, self.cfg, best, source.test)):.4f} BPC"
+        return s + ", " + aside + saved
 
 
 # ----------------------------------------------------------------------------------
@@ -223,7 +326,281 @@ def log_row(path, it, progress, train, val):
 
 
 # ----------------------------------------------------------------------------------
+# The two sources of data, and scoring held-out data
+
+
+class TextSource:
+    """Windows of a text for training; BPC on its held-out parts."""
+
+    def __init__(self, vocab, train, val, test, B, S, val_chars):
+        self.vocab, self.train, self.val, self.test = vocab, train, val, test
+        self.batches = common.Batches(train, B, S)
+        self.S = S
+        self.val_report = val[:val_chars] if val_chars and len(val) > val_chars else val  # a view
+        self.B = B
+
+    def next(self, rng):
+        """-> inputs (S, B), targets (S, B), mask None (all scored), reset (B,) bool"""
+        inputs, targets, reset = self.batches.next()
+        return inputs, targets, None, reset
+
+    def validate(self, model, cfg, params):
+        """-> {"nats": mean nats per character of the validation text at reports}"""
+        return {"nats": self.score(model, cfg, params, self.val_report)}
+
+    def score(self, model, cfg, params, ids):
+        """Mean nats per character of ids. As many streams as the training batch, more on a
+        long held-out text (so fewer steps in all), each long enough (2000 characters) that
+        its start from a zero state costs the figure little. With more streams than the
+        batch the windows are shorter, so that a window (about S B characters) holds no
+        more in memory than a training window does."""
+        rows = min(EVAL_ROWS, max(self.B, len(ids) // 2000))
+        return evaluate_text(model, cfg, params, ids, max(1, self.S * self.B // rows), rows)
+
+
+class TaskSource:
+    """Fresh episodes of a memory task for training; a fixed set of other fresh episodes
+    (from a generator of their own) for validation, the same at every report."""
+
+    def __init__(self, task, B, seed):
+        self.task, self.B = task, B
+        val_rng = np.random.default_rng([seed, 1])
+        self.val = [task.episodes(val_rng, B) for _ in range(-(-VAL_EPISODES // B))]
+
+    def next(self, rng):
+        """-> inputs (T, B), targets (T, B), mask (T, B) bool, reset: every row"""
+        inputs, targets, mask = self.task.episodes(rng, self.B)
+        return inputs, targets, mask, np.ones(self.B, bool)
+
+    def validate(self, model, cfg, params):
+        return evaluate_task(model, cfg, params, self.task, self.val)
+
+
+def evaluate_text(model, cfg, params, ids, S, rows=EVAL_ROWS):
+    """Mean nats per character over a whole held-out text, read as up to `rows`
+    contiguous streams with the recurrent state carried from window to window."""
+    rows = max(1, min(rows, (len(ids) - 1) // S))
+    m = (len(ids) - 1) // rows  # characters each stream predicts
+    data = ids[:rows * m + 1]
+    idx = np.arange(rows)[None, :] * m  # (1, rows) where each stream starts
+    state = model.init_state(cfg, params, rows)
+    total = 0.0
+    for t0 in range(0, m, S):
+        n = min(S, m - t0)
+        inputs, targets = data[idx + t0 + np.arange(n)[:, None]], data[idx + t0 + 1 + np.arange(n)[:, None]]
+        logits, state = model.forward(params, inputs, state, cfg)[:2]  # the cache goes at once
+        logp = common.log_softmax(logits)
+        total -= np.take_along_axis(logp, targets[..., None].astype(np.intp), axis=-1).sum(dtype=np.float64)
+    return float(total / (m * rows))
+
+
+def evaluate_task(model, cfg, params, task, batches):
+    """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
+    -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
+    the most likely answer that differ from the target), solved (fraction of episodes
+    with no wrong bit), answer_bits (per episode: how many bits were asked for)."""
+    nats = steps = wrong = solved = seqs = 0.0
+    for inputs, targets, mask in batches:
+        state = model.init_state(cfg, params, inputs.shape[1])
+        logits = model.forward(params, inputs, state, cfg)[0]  # the cache goes at once
+        nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
+        nats += float((nll * mask).sum(dtype=np.float64))
+        steps += float(mask.sum())
+        bad = (task.token_bits(logits.argmax(-1)) != task.token_bits(targets)).sum(-1) * mask  # (T, B)
+        per_episode = bad.sum(0)  # (B,)
+        wrong += float(per_episode.sum())
+        solved += float((per_episode == 0).sum())
+        seqs += inputs.shape[1]
+    return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs,
+            "answer_bits": steps * task.out_bits / seqs}
+
+
+# ----------------------------------------------------------------------------------
+# Setting a run up: fresh, or resumed from a checkpoint
+
+
+def start(model, args, ck, task, script):
+    """Build the data, the model, Adagrad and the books, fresh or from the checkpoint ck,
+    then train(). -> exit code"""
+    dtype = np.dtype(args.dtype)
+    if ck is not None:  # the sizes and batching come from the checkpoint
+        args.batch, args.seq = ck["info"]["cfg"]["batch"], ck["info"]["cfg"]["seq"]
+    if task is None:
+        vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)
+        V = len(vocab)
+        source = TextSource(vocab, train_ids, val_ids, test_ids, args.batch, args.seq, args.val_chars)
+        S = args.seq
+    else:
+        vocab, V = None, task.V
+        # the validation episodes come from the seed of the run's start, kept on resuming
+        source = TaskSource(task, args.batch, ck["info"].get("task_seed", args.seed) if ck else args.seed)
+        S = max(inputs.shape[0] for inputs, _, _ in source.val)
+    cfg = ck["info"]["cfg"] if ck is not None else dict(model.config(args), batch=args.batch, seq=args.seq)
+    check_fits(model, cfg, V, args.batch, S, dtype)
+
+    if ck is None:
+        rng = np.random.default_rng(args.seed)
+        params = model.init_params(cfg, V, rng, dtype)
+        opt = common.Adagrad(params, args.lr)
+        state = model.init_state(cfg, params, args.batch)
+        info = {}
+    else:
+        info = ck["info"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = info["rng"]
+        params = {k: v.astype(dtype) for k, v in ck["param"].items()}
+        opt = common.Adagrad(params, args.lr * info.get("lr_scale", 1.0))  # --lr-decay so far
+        opt.mem = {k: v.astype(dtype) for k, v in ck["adagrad"].items()}
+        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
+        if task is None:
+            source.batches.cursors[:] = ck["cursors"]
+        print(f"resumed {args.load} at iter {info['iter']}")
+
+    threads = machine.BlasThreads(args.threads, params, cfg, args.batch)
+    run = Run(args, model, cfg, source, task, vocab, opt, rng, info, threads)
+    if ck is not None and info.get("best_val") is not None:
+        run.best_params = {k: v.astype(dtype) for k, v in ck["best"].items()}
+    what = (task.describe() if task else
+            f"{V} symbols, {len(source.train)} train / {len(source.val)} val"
+            + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
+            + (f" (the first {len(source.val_report)} validate each report)"
+               if len(source.val_report) < len(source.val) else ""))
+    print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}, "
+          f"{threads.describe}" + (f", checkpoint {args.save}" if args.save else ", no checkpoint (--no-save)"))
+    if args.log and ck is None and os.path.exists(args.log):
+        open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
+    return train(model, cfg, params, opt, state, source, rng, run)
+
+
+def load_text_source(args, ck, script):
+    """The training text and its held-out parts -> vocab, train, val, test ids. The
+    vocabulary is every character of every file the run is given (as nanoGPT builds it
+    from the whole text before splitting), so that a character only the held-out text
+    has simply costs what the model gives it."""
+    files = {"train": args.text, "valid": args.val, "test": args.test, "encoding": None}
+    if args.text is None or (not os.path.exists(args.text) and args.text in CORPUS_NAMES):
+        named = common.corpus_files(args.text or "alice29", script)
+        for k in ("valid", "test"):
+            if files[k] is None:
+                files[k] = named[k]
+            elif named[k] is not None:
+                raise UserError(f"{args.text} has an official {k} split; drop --{k[:4]}")
+        files["train"], files["encoding"] = named["train"], named["encoding"]
+        if files["valid"] is not None and "val_frac" in args.given:
+            raise UserError(f"{args.text} has an official validation split; drop --val-frac")
+    encoding = args.encoding or files["encoding"] or "utf-8"
+    texts = {k: common.read_text(files[k], encoding) for k in ("train", "valid", "test") if files[k]}
+    chars = set().union(*map(set, texts.values()))
+    if ck is None:
+        vocab = common.Vocab(chars)
+    else:
+        vocab = ck["vocab"]
+        missing = chars - set(vocab.chars)
+        if missing:
+            raise UserError(f"{args.load} was trained on another vocabulary: its {len(vocab)} characters "
+                            f"lack {''.join(sorted(missing))[:20]!r}")
+    ids = vocab.encode(texts.pop("train"))
+    if "valid" in texts:
+        train_ids, _ = common.split_data(ids, 0.0, args.seq, args.batch)
+        val_ids = vocab.encode(texts.pop("valid"))
+        if len(val_ids) < 2:
+            raise UserError(f"{files['valid']} is too short to validate on")
+    else:
+        train_ids, val_ids = common.split_data(ids, args.val_frac, args.seq, args.batch)
+    test_ids = None
+    if "test" in texts:
+        test_ids = vocab.encode(texts.pop("test"))
+        if len(test_ids) < 2:
+            raise UserError(f"{files['test']} is too short to test on")
+    return vocab, train_ids, val_ids, test_ids
+
+
+def check_fits(model, cfg, V, B, S, dtype):
+    """Refuse, before allocating anything, sizes whose arrays would not fit in memory."""
+    need = model.memory_floats(cfg, V, B, S) * np.dtype(dtype).itemsize
+    have = machine.available_memory()
+    if have is not None and need > 0.8 * have:
+        raise UserError(f"these sizes need about {need / 2**30:.3g} GiB of memory for parameters and one "
+                        f"window's cache; {have / 2**30:.1f} GiB is free (lower --batch, --seq, --hidden or --layers)")
+
+
+# ----------------------------------------------------------------------------------
+# The modes that do not train
+
+
+def gradcheck_mode(model, args, task):
+    cfg = dict(model.config(args), batch=3, seq=6)
+    tol = 1e-6
+    print(f"{model.KIND} gradient check, float64, sizes {model.config(args)}"
+          + (f", {task.describe()}, its masked loss" if task else ""))
+    episodes = task.episodes(np.random.default_rng(args.seed), 3) if task else None
+    V = task.V if task else 7
+    worst, count = common.check_model_gradients(model, cfg, V=V, checks=args.checks, seed=args.seed, tol=tol,
+                                                episodes=episodes)
+    return 0 if common.gradcheck_verdict(worst, count, tol) else 1
+
+
+def sample_mode(model, args, ck):
+    """--sample N: N characters from the best params of the checkpoint, after --prime."""
+    params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
+    rng = np.random.default_rng(args.seed)
+    print(args.prime + common.sample(model, ck["info"]["cfg"], params, ck["vocab"], args.sample, args.temperature,
+                                     args.prime, rng))
+    return 0
+
+
+def eval_cfg(model, args, ck, task, length):
+    """The checkpoint's configuration, with a larger DNC memory if --memory asks for one
+    (N is no parameter size); refuses a length the task or the memory cannot have."""
+    try:
+        task.episodes(np.random.default_rng(0), 1, length=length)
+    except tasks.TaskError as e:
+        raise UserError(str(e)) from None
+    cfg = dict(ck["info"]["cfg"])
+    if "memory" in cfg:
+        if "memory" in args.given:
+            cfg["memory"] = args.memory
+        need = task.slots_needed(length)
+        if need > cfg["memory"]:
+            raise UserError(f"length {length} needs {need} memory slots; this DNC has {cfg['memory']} "
+                            f"(add --memory {need} or more)")
+    return cfg
+
+
+def evaluate_mode(model, args, ck, task):
+    params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
+    if args.eval_lengths:
+        cfgs = [eval_cfg(model, args, ck, task, L) for L in args.eval_lengths]  # refuse before any work
+        rng = np.random.default_rng([args.seed, 2])
+        memory = f", memory N={cfgs[0]['memory']}" if "memory" in cfgs[0] else ""
+        print(f"{task.describe()}; {args.episodes} fresh episodes per length{memory}")
+        print(f"{'length':>8} {'wrong bits/seq':>15} {'bits/seq':>9} {'solved':>8}")
+        for L, cfg in zip(args.eval_lengths, cfgs):
+            B = min(args.episodes, 100)
+            batches = [task.episodes(rng, min(B, args.episodes - i), length=L) for i in range(0, args.episodes, B)]
+            m = evaluate_task(model, cfg, params, task, batches)
+            print(f"{L:>8} {m['wrong_bits']:>15.3f} {m['answer_bits']:>9.4g} {m['solved']:>8.1%}")
+    if args.show or args.plot:
+        pictures = common.load_script("pictures.py")
+        L = task.settings["max_length"]
+        cfg = eval_cfg(model, args, ck, task, L)
+        rows, title = pictures.episode_rows(model, cfg, params, task, np.random.default_rng(args.seed), L)
+        if args.show:
+            print(pictures.terminal(rows, title))
+        if args.plot:
+            try:
+                pictures.png(rows, title, args.plot)
+            except ImportError:
+                raise UserError("--plot needs matplotlib: pip install matplotlib") from None
+            print(f"wrote {args.plot}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------
 # The command line
+
+
+CHECKPOINTS = "checkpoints"  # where a run saves when no --save names a file
 
 
 def range_arg(s):
@@ -290,11 +667,15 @@ def make_parser(model, description, defaults):
                    help="threads of the matrix products; auto: two where they pay and a core is idle, "
                         "else one (OPENBLAS_NUM_THREADS, if set, stands)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
-    p.add_argument("--save", metavar="PATH", help="checkpoint written at every report, at the end and on Ctrl-C")
-    p.add_argument("--load", metavar="PATH", help="resume training, or sample / evaluate, from this checkpoint")
+    p.add_argument("--save", metavar="PATH",
+                   help="checkpoint written at every report, at the end and on Ctrl-C "
+                        f"(default {CHECKPOINTS}/{model.KIND}-NAME.npz, NAME the text's or the task's)")
+    p.add_argument("--no-save", action="store_true", help="write no checkpoint")
+    p.add_argument("--load", metavar="PATH", help="resume training, or sample / evaluate, from this checkpoint "
+                   "(--sample, --eval-lengths, --show and --plot take the default checkpoint without it)")
     p.add_argument("--log", metavar="PATH", help="append one CSV row per report (a resumed run continues it)")
     p.add_argument("--sample", type=nonneg_int, default=0, metavar="N",
-                   help="with --load: print N sampled characters (from the best model) and exit")
+                   help="print N sampled characters (from the best model) and exit")
     p.add_argument("--temperature", type=pos_float, default=1.0, help="sampling temperature")
     p.add_argument("--prime", default="", help="text the model reads before sampling")
     p.add_argument("--gradcheck", action="store_true", help="float64 gradient check of every parameter; exit 1 on failure")
@@ -307,10 +688,10 @@ def make_parser(model, description, defaults):
                    help="episode lengths: copy / repeat-copy sequence length, recall items, add bits")
     t.add_argument("--repeats", type=range_arg, metavar="MIN-MAX", help="repeat-copy's repeat counts")
     t.add_argument("--eval-lengths", type=lengths_arg, metavar="L1,L2,...",
-                   help="with --load: wrong bits and episodes solved at these lengths, then exit")
+                   help="wrong bits and episodes solved at these lengths, then exit")
     t.add_argument("--episodes", type=pos_int, default=1000, help="fresh episodes per length for --eval-lengths")
-    t.add_argument("--show", action="store_true", help="with --load: draw one episode in the terminal")
-    t.add_argument("--plot", metavar="PNG", help="with --load: draw one episode into a PNG (needs matplotlib)")
+    t.add_argument("--show", action="store_true", help="draw one episode in the terminal")
+    t.add_argument("--plot", metavar="PNG", help="draw one episode into a PNG (needs matplotlib)")
     model.add_arguments(p)
     return p
 
@@ -330,10 +711,8 @@ def task_settings(args):
 def check_options(args):
     """Contradictory or incomplete combinations: one line each."""
     given_task_flags = [f"--{f}" for f in TASK_FLAGS if getattr(args, f) is not None]
-    needs_load = [name for name, on in (("--sample", args.sample), ("--eval-lengths", args.eval_lengths),
-                                        ("--show", args.show), ("--plot", args.plot)) if on]
-    if needs_load and not args.load:
-        raise UserError(f"{needs_load[0]} needs a trained model: add --load PATH")
+    if args.save and args.no_save:
+        raise UserError("give either --save PATH or --no-save, not both")
     if args.task and args.text:
         raise UserError(f"--task {args.task} trains on generated episodes: drop the text {args.text}")
     if given_task_flags and not args.task and not args.load:
@@ -349,10 +728,9 @@ def check_options(args):
 def main(model, description, defaults=None, argv=None):
     """Parse the command line and run: gradient check, sampling, evaluation or training."""
     args = make_parser(model, description, defaults or {}).parse_args(argv)
-    keep_freed_memory()
+    machine.keep_freed_memory()
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a NaN is caught by run
-            code = run(model, args, defaults or {})
+        code = run(model, args, defaults or {})
     except UserError as e:
         print(f"{model.KIND}-numpy.py: error: {e}", file=sys.stderr)
         code = 2
@@ -369,172 +747,32 @@ def main(model, description, defaults=None, argv=None):
     sys.exit(code)
 
 
-def fill_sizes(args, model, task, defaults):
-    """Options not given on the command line (None): the task's reference setting, else the
-    defaults. run() notes which were given (args.given) before this fills in the others."""
-    d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {})}
-    for k in ("hidden", "layers", "batch", "seq", "time", "val_frac", *getattr(model, "SIZE_DEFAULTS", {})):
-        if getattr(args, k) is None:
-            setattr(args, k, d[k])
+def default_checkpoint(kind, args):
+    """checkpoints/KIND-NAME.npz, NAME the task's, the corpus's or the text file's name."""
+    name = args.task or os.path.splitext(os.path.basename(args.text or "alice29"))[0]
+    return os.path.join(CHECKPOINTS, f"{kind}-{name}.npz")
 
 
-def make_task(name, settings):
-    try:
-        return tasks.make_task(name, **settings)
-    except tasks.TaskError as e:
-        raise UserError(str(e)) from None
-
-
-def keep_freed_memory():
-    """Ask the C library's malloc to keep the memory NumPy frees for the next array,
-    rather than hand it back to the kernel. By default glibc returns every freed block
-    of more than about 128 KiB, and the next array of that size is page-faulted in again,
-    zero-filled; a training step makes many such temporaries (the DNC's (B, N, N) links,
-    a window's (S, B, G) arrays). Peak memory stays the same. Linux with glibc only;
-    elsewhere nothing changes. -> whether the setting took"""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
-    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
-
-
-def blas_library():
-    """NumPy's OpenBLAS, as ctypes sees the copy already loaded into this process, and
-    the name of its function that sets the thread count; (None, None) if there is no
-    OpenBLAS (or no /proc to find it by, i.e. not Linux)."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return None, None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                return lib, name
-    return None, None
-
-
-def set_blas_threads(n):
-    """Set the thread count of NumPy's matrix products now. OpenBLAS reads
-    OPENBLAS_NUM_THREADS only when NumPy loads it, which is before any of our code runs,
-    so a script that chooses for itself has to ask the library. -> whether it could"""
-    lib, name = blas_library()
-    if lib is None:
-        return False
-    getattr(lib, name)(ctypes.c_int(n))
-    return True
-
-
-def threads_that_pay(params, cfg, B, cores):
-    """How many BLAS threads train these sizes fastest on an idle machine: a second thread
-    (of at most two; more were not measured) when one step's recurrent product
-    h_{t-1} Wh has at least 2^19 multiply-adds and outweighs the DNC's (B, N, N) link
-    work, which NumPy runs on one thread anyway. Measured on 2 idle cores, switching 1
-    and 2 threads round by round in one process (README, Threads): LSTM 128/32
-    1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x, where splitting a
-    small product costs more than it saves. The link work's weight, 16 B N^2, puts the
-    DNC at N 64 (1.03x) and N 256 (0.95x) on one thread."""
-    product = B * params["Wh0"].size
-    links = 16 * B * cfg.get("memory", 0) ** 2
-    return min(cores, 2) if product >= 2 ** 19 and links < product else 1
-
-
-def busy_cores():
-    """Threads of other processes running on the machine now: the fewest of five looks at
-    /proc/loadavg's runnable count, 10 ms apart (a job that computes shows in every look,
-    a passing system task in few), less this process's own running threads (its OpenBLAS
-    workers spin for a while after a product); None where there is no /proc."""
-    seen = []
-    for _ in range(5):
-        try:
-            with open("/proc/loadavg") as f:
-                running = int(f.read().split()[3].split("/")[0])
-            own = 0
-            for tid in os.listdir("/proc/self/task"):
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
-        except (OSError, ValueError, IndexError):
-            return None
-        seen.append(running - own)
-        time.sleep(0.01)
-    return min(seen)
-
-
-class BlasThreads:
-    """--threads: how many threads NumPy's matrix products use while training.
-
-    A number is used as given. auto (the default) keeps OPENBLAS_NUM_THREADS or
-    OMP_NUM_THREADS if either is set; otherwise it takes threads_that_pay(), but one
-    thread if no core is idle when the run starts, and it drops to one thread for good if
-    the training rate of a report falls below half the best so far: OpenBLAS's threads
-    wait for each other at every product, so when other work takes a core the product
-    waits for a thread the scheduler runs late (two such runs side by side on 2 cores:
-    28k char/s each with two threads, 115k with one)."""
-
-    def __init__(self, asked, params, cfg, B):
-        self.auto, self.best = False, 0.0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        env = [v for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if v in os.environ]
-        if asked != "auto":
-            self.n, why = int(asked), "--threads"
-        elif env:
-            self.n, why = None, f"{env[0]}={os.environ[env[0]]}"
-        else:
-            self.n, self.auto, why = threads_that_pay(params, cfg, B, cores), True, "auto"
-            busy = busy_cores()
-            if self.n > 1 and busy is not None and busy > cores - self.n:
-                self.n, why = 1, "auto: no idle core"
-        if self.n is not None and not set_blas_threads(self.n):
-            self.n, self.auto, why = None, False, "no OpenBLAS found to set"
-        self.describe = f"BLAS threads {self.n if self.n else 'as the library chose'} ({why})"
-
-    def watch(self, rate, unit):
-        """After each report, with the training rate since the previous one -> a line to
-        print, or None."""
-        if self.auto and self.n > 1 and self.best and rate < self.best / 2:
-            self.n, self.auto = 1, False
-            set_blas_threads(1)
-            self.describe += ", then 1"
-            return (f"the cores got busy ({rate:.0f} {unit} against {self.best:.0f} before): one BLAS thread "
-                    f"from here on")
-        self.best = max(self.best, rate)
-        return None
-
-
-def available_memory():
-    """Bytes of memory this process may still use (Linux: MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_fits(model, cfg, V, B, S, dtype):
-    """Refuse, before allocating anything, sizes whose arrays would not fit in memory."""
-    need = model.memory_floats(cfg, V, B, S) * np.dtype(dtype).itemsize
-    have = available_memory()
-    if have is not None and need > 0.8 * have:
-        raise UserError(f"these sizes need about {need / 2**30:.3g} GiB of memory for parameters and one "
-                        f"window's cache; {have / 2**30:.1f} GiB is free (lower --batch, --seq, --hidden or --layers)")
-
-
-# ----------------------------------------------------------------------------------
-# What run() does
+def choose_checkpoints(model, args):
+    """The modes that use a trained model take the default checkpoint when no --load
+    names one (and say so); training saves to --save, else back into the checkpoint it
+    resumed, else to the default checkpoint, unless --no-save."""
+    uses_model = [name for name, on in (("--sample", args.sample), ("--eval-lengths", args.eval_lengths),
+                                        ("--show", args.show), ("--plot", args.plot)) if on]
+    if uses_model and not args.load:
+        path = default_checkpoint(model.KIND, args)
+        if not os.path.exists(path):
+            raise UserError(f"{uses_model[0]} needs a trained model and there is none at {path}: "
+                            f"train one first, or add --load PATH")
+        print(f"using {path}", file=sys.stderr)
+        args.load = path
+    if not (uses_model or args.gradcheck or args.save or args.no_save):
+        args.save = args.load or default_checkpoint(model.KIND, args)
 
 
 def run(model, args, defaults):
     check_options(args)
+    choose_checkpoints(model, args)
     script = f"{model.KIND}-numpy.py"
     ck = common.load_checkpoint(args.load, model.KIND) if args.load else None
     task = None
@@ -562,282 +800,23 @@ def run(model, args, defaults):
     if args.sample:
         if task is not None:
             raise UserError(f"{args.load} is a {task.name} model; --sample draws text from a text model")
-        cfg = ck["info"]["cfg"]
-        params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
-        rng = np.random.default_rng(args.seed)
-        print(args.prime + common.sample(model, cfg, params, ck["vocab"], args.sample, args.temperature,
-                                         args.prime, rng))
-        return 0
+        return sample_mode(model, args, ck)
     if args.eval_lengths or args.show or args.plot:
         return evaluate_mode(model, args, ck, task)
-    return train(model, args, ck, task, script)
+    return start(model, args, ck, task, script)
 
 
-def gradcheck_mode(model, args, task):
-    cfg = dict(model.config(args), batch=3, seq=6)
-    tol = 1e-6
-    print(f"{model.KIND} gradient check, float64, sizes {model.config(args)}"
-          + (f", {task.describe()}, its masked loss" if task else ""))
-    episodes = task.episodes(np.random.default_rng(args.seed), 3) if task else None
-    V = task.V if task else 7
-    worst, count = common.check_model_gradients(model, cfg, V=V, checks=args.checks, seed=args.seed, tol=tol,
-                                                episodes=episodes)
-    return 0 if common.gradcheck_verdict(worst, count, tol) else 1
+def fill_sizes(args, model, task, defaults):
+    """Options not given on the command line (None): the task's reference setting, else the
+    defaults. run() notes which were given (args.given) before this fills in the others."""
+    d = {**DEFAULTS, **getattr(model, "SIZE_DEFAULTS", {}), **defaults, **(task.model_defaults if task else {})}
+    for k in ("hidden", "layers", "batch", "seq", "time", "val_frac", *getattr(model, "SIZE_DEFAULTS", {})):
+        if getattr(args, k) is None:
+            setattr(args, k, d[k])
 
 
-def eval_cfg(model, args, ck, task, length):
-    """The checkpoint's configuration, with a larger DNC memory if --memory asks for one
-    (N is no parameter size); refuses a length the task or the memory cannot have."""
+def make_task(name, settings):
     try:
-        task.episodes(np.random.default_rng(0), 1, length=length)
+        return tasks.make_task(name, **settings)
     except tasks.TaskError as e:
         raise UserError(str(e)) from None
-    cfg = dict(ck["info"]["cfg"])
-    if "memory" in cfg:
-        if "memory" in args.given:
-            cfg["memory"] = args.memory
-        need = task.slots_needed(length)
-        if need > cfg["memory"]:
-            raise UserError(f"length {length} needs {need} memory slots; this DNC has {cfg['memory']} "
-                            f"(add --memory {need} or more)")
-    return cfg
-
-
-def evaluate_mode(model, args, ck, task):
-    params = {k: v.astype(args.dtype) for k, v in ck["best"].items()}
-    if args.eval_lengths:
-        cfgs = [eval_cfg(model, args, ck, task, L) for L in args.eval_lengths]  # refuse before any work
-        rng = np.random.default_rng([args.seed, 2])
-        memory = f", memory N={cfgs[0]['memory']}" if "memory" in cfgs[0] else ""
-        print(f"{task.describe()}; {args.episodes} fresh episodes per length{memory}")
-        print(f"{'length':>8} {'wrong bits/seq':>15} {'bits/seq':>9} {'solved':>8}")
-        for L, cfg in zip(args.eval_lengths, cfgs):
-            B = min(args.episodes, 100)
-            batches = [task.episodes(rng, min(B, args.episodes - i), length=L) for i in range(0, args.episodes, B)]
-            m = evaluate_task(model, cfg, params, task, batches)
-            print(f"{L:>8} {m['wrong_bits']:>15.3f} {m['answer_bits']:>9.4g} {m['solved']:>8.1%}")
-    if args.show or args.plot:
-        pictures = common.load_script("pictures.py")
-        L = task.settings["max_length"]
-        cfg = eval_cfg(model, args, ck, task, L)
-        rows, title = pictures.episode_rows(model, cfg, params, task, np.random.default_rng(args.seed), L)
-        if args.show:
-            print(pictures.terminal(rows, title))
-        if args.plot:
-            try:
-                pictures.png(rows, title, args.plot)
-            except ImportError:
-                raise UserError("--plot needs matplotlib: pip install matplotlib") from None
-            print(f"wrote {args.plot}")
-    return 0
-
-
-def load_text_source(args, ck, script):
-    """The training text and its held-out parts -> vocab, train, val, test ids."""
-    files = {"train": args.text, "valid": args.val, "test": args.test, "encoding": None}
-    if args.text is None or (not os.path.exists(args.text) and args.text in CORPUS_NAMES):
-        named = common.corpus_files(args.text or "alice29", script)
-        for k in ("valid", "test"):
-            if files[k] is None:
-                files[k] = named[k]
-            elif named[k] is not None:
-                raise UserError(f"{args.text} has an official {k} split; drop --{k[:4]}")
-        files["train"], files["encoding"] = named["train"], named["encoding"]
-        if files["valid"] is not None and "val_frac" in args.given:
-            raise UserError(f"{args.text} has an official validation split; drop --val-frac")
-    encoding = args.encoding or files["encoding"] or "utf-8"
-    text = common.read_text(files["train"], encoding)
-    vocab = ck["vocab"] if ck is not None else common.Vocab(text)
-    if ck is not None and sorted(set(text)) != vocab.chars:
-        raise UserError(f"{args.load} was trained on another vocabulary "
-                        f"({len(vocab)} characters; this text has {len(set(text))})")
-    ids = vocab.encode(text)
-    del text
-    if files["valid"]:
-        train_ids, val_ids = common.split_data(ids, 0.0, args.seq, args.batch)
-        val_ids = vocab.encode(common.read_text(files["valid"], encoding), os.path.basename(files["valid"]))
-        if len(val_ids) < 2:
-            raise UserError(f"{files['valid']} is too short to validate on")
-    else:
-        train_ids, val_ids = common.split_data(ids, args.val_frac, args.seq, args.batch)
-    test_ids = None
-    if files["test"]:
-        test_ids = vocab.encode(common.read_text(files["test"], encoding), os.path.basename(files["test"]))
-        if len(test_ids) < 2:
-            raise UserError(f"{files['test']} is too short to test on")
-    return vocab, train_ids, val_ids, test_ids
-
-
-CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
-
-
-def train(model, args, ck, task, script):
-    dtype = np.dtype(args.dtype)
-    if ck is not None:  # the sizes and batching come from the checkpoint
-        cfg = ck["info"]["cfg"]
-        args.batch, args.seq = cfg["batch"], cfg["seq"]
-    if task is None:
-        vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)
-        V = len(vocab)
-        source = TextSource(vocab, train_ids, val_ids, test_ids, args.batch, args.seq, args.val_chars)
-        S = args.seq
-    else:
-        vocab, V = None, task.V
-        # the validation episodes come from the seed of the run's start, kept on resuming
-        source = TaskSource(task, args.batch, ck["info"].get("task_seed", args.seed) if ck else args.seed)
-        S = max(inputs.shape[0] for inputs, _, _ in source.val)
-    if ck is None:
-        cfg = dict(model.config(args), batch=args.batch, seq=args.seq)
-    check_fits(model, cfg, V, args.batch, S, dtype)
-    B = args.batch
-
-    if ck is None:
-        rng = np.random.default_rng(args.seed)
-        params = model.init_params(cfg, V, rng, dtype)
-        opt = common.Adagrad(params, args.lr)
-        state = model.init_state(cfg, params, B)
-        it, info = 0, {}
-    else:
-        info = ck["info"]
-        rng = np.random.default_rng()
-        rng.bit_generator.state = info["rng"]
-        params = {k: v.astype(dtype) for k, v in ck["param"].items()}
-        opt = common.Adagrad(params, args.lr * info.get("lr_scale", 1.0))  # --lr-decay so far
-        opt.mem = {k: v.astype(dtype) for k, v in ck["adagrad"].items()}
-        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
-        it = info["iter"]
-        if task is None:
-            source.batches.cursors[:] = ck["cursors"]
-        print(f"resumed {args.load} at iter {it}")
-    has_val = task is not None or len(source.val) > 1
-    best = {"val": info.get("best_val"), "iter": info.get("best_iter"), "stale": info.get("stale", 0),
-            "params": {k: v.astype(dtype) for k, v in ck["best"].items()} if ck is not None else None}
-    chance = 2 * math.log2(V)  # two reports in a row above twice chance: diverged
-    exploded = []  # the reports above it so far in a row (the first steps of Adagrad can
-    # overshoot for one report and recover; --lr 1e9 stays above)
-
-    def check_finite(loss_bits, at, val=None):
-        """Stop, keeping the last good checkpoint, once the model has diverged."""
-        kept = f"; the last good checkpoint is kept in {args.save}" if args.save and os.path.exists(args.save) else ""
-        bits = max(loss_bits, common.bpc(val["nats"]) if val is not None else 0.0)
-        if not math.isfinite(bits) or not all(np.isfinite(v).all() for v in params.values()):
-            raise UserError(f"loss became non-finite at iter {at} (try a lower --lr or a --clip){kept}")
-        exploded[:] = exploded + [at] if bits > chance else []
-        if len(exploded) >= 2:
-            raise UserError(f"training diverged at iter {at}: {bits:.4g} bits per scored step, above "
-                            f"twice chance ({chance:.2f}) at two reports in a row; try a lower --lr "
-                            f"or a --clip{kept}")
-
-    def save():
-        if args.save and not exploded:  # never overwrite a good checkpoint with an exploded model
-            meta = {"iter": it, "lr_scale": opt.lr / args.lr, "best_val": best["val"], "best_iter": best["iter"],
-                    "stale": best["stale"], "seen": progress.seen(),
-                    "task": {"name": task.name, "settings": task.settings} if task else None,
-                    "task_seed": info.get("task_seed", args.seed)}
-            cursors = source.batches.cursors if task is None else np.zeros(0, np.int64)
-            common.save_checkpoint(args.save, model.KIND, cfg, params, opt, vocab, meta, state, cursors, rng,
-                                   best["params"])
-
-    what = (task.describe() if task else
-            f"{V} symbols, {len(source.train)} train / {len(source.val)} val"
-            + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
-            + (f" (the first {len(source.val_report)} validate each report)"
-               if len(source.val_report) < len(source.val) else ""))
-    threads = BlasThreads(args.threads, params, cfg, B)
-    print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}, "
-          f"{threads.describe}")
-    progress = Progress(task is not None, info.get("seen"))
-    mark = (0, 0.0)  # steps and training seconds at the last report
-    if args.log and ck is None and os.path.exists(args.log):
-        open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
-    start_it, val, stopped, reported = it, None, None, None
-    interrupted = []  # Ctrl-C only raises a flag: the iteration under way finishes whole
-    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-
-    def report():
-        nonlocal val, reported, mark
-        reported = it
-        rate, mark = progress.rate_since(mark)
-        busy = threads.watch(rate, "step/s" if task else "char/s")
-        if busy:
-            print(busy, flush=True)
-        t0 = time.perf_counter()
-        val = source.validate(model, cfg, params) if has_val else None
-        progress.aside += time.perf_counter() - t0
-        bits = progress.recent_bits_per_step()
-        train_loss = progress.recent()
-        print(progress.line(it, val), flush=True)
-        check_finite(bits, it, val)
-        if args.log:
-            log_row(args.log, it, progress, train_loss, val)
-        if val is not None:
-            score = val["nats_seq"] if task else val["nats"]
-            if best["val"] is None or score < best["val"]:
-                best.update(val=score, iter=it, stale=0, params={k: v.copy() for k, v in params.items()})
-            else:
-                best["stale"] += 1
-                opt.lr *= args.lr_decay
-        if task is None and it % (10 * args.report) == 0:
-            t0 = time.perf_counter()
-            text = common.sample(model, cfg, params, vocab, 200, 1.0, "", rng)
-            progress.aside += time.perf_counter() - t0
-            print("----\n" + text + "\n----", flush=True)
-
-    try:
-        while not interrupted:
-            if (args.iters and it - start_it >= args.iters) or (args.time and progress.elapsed() >= args.time):
-                break
-            if args.patience and best["stale"] >= args.patience:
-                stopped = f"no new best validation in {args.patience} reports (--patience {args.patience})"
-                break
-            inputs, targets, mask, reset = source.next(rng)
-            common.reset_rows(state, reset)
-            loss, grads, new_state = common.loss_and_grads(model, params, inputs, targets, state, cfg, mask, rng)
-            if not math.isfinite(loss):
-                check_finite(loss, it + 1)
-            common.clip_global_norm(grads, args.clip)
-            opt.step(params, grads)
-            state = new_state
-            it += 1
-            progress.add(loss, mask, inputs)
-            if it % args.report == 0:
-                report()
-                save()
-        if interrupted:
-            save()
-            print(f"interrupted at iter {it}" + (f"; saved {args.save}" if args.save else ""), file=sys.stderr)
-            return 130
-        if reported != it:
-            report()
-        save()
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
-    if stopped:
-        print(f"stopped: {stopped}")
-    print(done_line(model, cfg, source, task, progress, it, val, best, params))
-    return 0
-
-
-def done_line(model, cfg, source, task, progress, it, val, best, params):
-    """The closing line: the last figures, the best validation, the test figure of the best
-    params (texts with a test set), the training rate and the share of time validating."""
-    aside = f"{progress.rate():.2f} {'step' if task else 'char'}/s training, " \
-            f"{progress.aside / max(progress.elapsed(), 1e-9):.1%} of the time validating"
-    if task:
-        s = f"done: iter {it}, train {progress.recent():.4f} nats/seq"
-        if val:
-            s += (f", val {val['nats_seq']:.4f} nats/seq, {val['wrong_bits']:.3f} wrong bits/seq, "
-                  f"{val['solved']:.1%} solved, best val {best['val']:.4f} nats/seq at iter {best['iter']}")
-        return s + ", " + aside
-    s = f"done: iter {it}, train {progress.recent():.4f} BPC"
-    if val:
-        s += f", val {common.bpc(val['nats']):.4f} BPC, best val {common.bpc(best['val']):.4f} BPC at iter {best['iter']}"
-        if len(source.val_report) < len(source.val):
-            whole = source.score(model, cfg, best["params"], source.val)
-            s += f" (whole validation text {common.bpc(whole):.4f})"
-    else:
-        s += ", val n/a BPC"
-    if source.test is not None:  # scored with the best params (the last ones if nothing validated)
-        params = best["params"] if best["params"] is not None else params
-        s += f", test {common.bpc(source.score(model, cfg, params, source.test)):.4f} BPC"
-    return s + ", " + aside

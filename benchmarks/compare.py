@@ -1,7 +1,7 @@
 """Our NumPy scripts against PyTorch peers of the same models, side by side.
 
     python benchmarks/compare.py                 # full run, writes benchmarks/results.md
-    python benchmarks/compare.py --quick         # a short run (fewer, shorter rounds)
+    python benchmarks/compare.py --quick         # a short run (fewer, shorter rounds), printed only
     python benchmarks/compare.py --profile       # also split our iterations into phases, and their floor
     python benchmarks/compare.py --no-peers      # our scripts only, even if torch is there
 
@@ -15,7 +15,7 @@ round ends each has had the same wall time; the table gives:
     BPC         training bits per character, the mean over each side's last round,
                 i.e. what it reached after the same total wall time
 
-Both sides run the training loop of train.run: common.Batches over the same text,
+Both sides run the training loop of train.train: common.Batches over the same text,
 state rows reset when their cursor wraps, Adagrad with lr 0.1, global-norm clip 5,
 float32, hidden state carried from window to window (detached on the PyTorch side).
 The peers are nn.RNN(tanh) + nn.Linear, nn.LSTM + nn.Linear (one-hot input: the same
@@ -62,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 import common  # noqa: E402  (the project's shared module, one folder up)
+import machine  # noqa: E402  (BLAS threads and the allocator, as the scripts set them)
 import train  # noqa: E402  (the training loop and command line)
 
 try:
@@ -84,7 +85,7 @@ except Exception:  # ImportError, or torch missing underneath it
     TorchDNC = None
     DNC_MISSING = "not available (no torch)" if torch is None else "not available (no dnc package)"
 
-LR, CLIP, VAL_FRAC, SEED = 0.1, 5.0, 0.1, 0  # as train.run's defaults
+LR, CLIP, VAL_FRAC, SEED = 0.1, 5.0, 0.1, 0  # as the scripts' defaults
 
 
 class Config:
@@ -123,13 +124,13 @@ def load_text():
 
 
 # ----------------------------------------------------------------------------------
-# Our side: exactly the training loop of train.run
+# Our side: exactly the training loop of train.train
 
 
 class Ours:
     def __init__(self, config, train_ids, V):
         self.model = model = common.load_script(config.script)
-        # the sizes go through the script's own command line, as in train.run, so that
+        # the sizes go through the script's own command line, as in train.main, so that
         # any option of the script we do not set keeps its default
         argv = [f"--{k}={v}" for k, v in config.cfg.items()]
         args = train.make_parser(model, "", {}).parse_args(argv)
@@ -140,12 +141,12 @@ class Ours:
         self.state = model.init_state(self.cfg, self.params, config.B)
         self.batches = common.Batches(train_ids, config.B, config.S)
         # of --threads cores, the BLAS threads the scripts' --threads auto takes on an idle machine
-        self.threads = train.threads_that_pay(self.params, self.cfg, config.B, int(THREADS)) \
+        self.threads = machine.threads_that_pay(self.params, self.cfg, config.B, int(THREADS)) \
             if THREADS.isdigit() else None
 
     def start_round(self):
         if self.threads:
-            train.set_blas_threads(self.threads)
+            machine.set_blas_threads(self.threads)
 
     def iteration(self):
         """One training iteration -> loss in nats."""
@@ -377,7 +378,7 @@ def gemm_ceiling(config, V, budget):
     (total FLOPs / total time), i.e. the speed of an iteration made only of its GEMMs,
     on --threads BLAS threads (set here again: our side's rounds may have taken fewer)."""
     if THREADS.isdigit():
-        train.set_blas_threads(int(THREADS))
+        machine.set_blas_threads(int(THREADS))
     flops, seconds = gemm_seconds(config, V, config.B, budget)
     return flops / seconds / 1e9
 
@@ -488,7 +489,7 @@ def versions():
     return v
 
 
-def machine():
+def describe_machine():
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -515,12 +516,12 @@ def report(args, text_note, rows, profiles):
         f"`python benchmarks/compare.py {' '.join(args.argv)}`".replace(" `", "`"),
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {machine()}",
+        f"- machine: {describe_machine()}",
         f"- python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, dnc {v['dnc']}",
         f"- text: {text_note}",
         f"- threads: {args.threads} (--threads) for torch; for ours, as many of them as the scripts' "
-        "`--threads auto` takes on an idle machine (train.threads_that_pay; the table's ours threads)",
-        "- allocator: " + ("freed memory kept for reuse (train.keep_freed_memory, as the scripts do), for both "
+        "`--threads auto` takes on an idle machine (machine.threads_that_pay; the table's ours threads)",
+        "- allocator: " + ("freed memory kept for reuse (machine.keep_freed_memory, as the scripts do), for both "
                            "sides" if args.kept else "the C library's defaults, for both sides"),
         f"- method: float32, Adagrad lr {LR}, clip {CLIP:g}, same common.Batches windows on both sides; "
         f"{args.rounds} rounds of {args.seconds:g} s per side in turn (A B A B); char/s and the ratio "
@@ -618,14 +619,18 @@ def main(argv=None):
                         "those collapse: see benchmarks/README.md)")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave the C allocator at its defaults instead of keeping freed memory for reuse "
-                        "as the scripts do (train.keep_freed_memory); either way both sides share it")
+                        "as the scripts do (machine.keep_freed_memory); either way both sides share it")
     p.add_argument("--only", metavar="KINDS", help="comma-separated model kinds to run (rnn,lstm,dnc)")
-    p.add_argument("--out", default=os.path.join(HERE, "results.md"), help="markdown file to write")
+    p.add_argument("--out", help="markdown file to write (default: benchmarks/results.md for a full run; "
+                                 "a --quick, --only or --no-peers run is only printed unless --out names a file)")
     args = p.parse_args(argv)
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         p.error(f"--threads must be a positive whole number or auto, got {args.threads!r}")
     args.argv = argv
-    args.kept = False if args.default_malloc else train.keep_freed_memory()  # one process: both sides
+    partial = args.quick or args.only or args.no_peers
+    if args.out is None and not partial:
+        args.out = os.path.join(HERE, "results.md")  # only a full run replaces the committed figures
+    args.kept = False if args.default_malloc else machine.keep_freed_memory()  # one process: both sides
     args.rounds = args.rounds or (3 if args.quick else 8)
     args.seconds = args.seconds or (1.0 if args.quick else 2.5)
     configs = [c for c in CONFIGS if not args.only or c.kind in args.only.split(",")]
@@ -684,9 +689,10 @@ def main(argv=None):
 
     table = report(args, text_note, rows, profiles)
     print(table, end="")
-    with open(args.out, "w") as f:
-        f.write(table)
-    log(f"written to {args.out}")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+        log(f"written to {args.out}")
     return 1 if failed else 0
 
 

@@ -3,7 +3,7 @@
     python benchmarks/stability.py                       # the DNC, 10,000 iterations, alice29
     python benchmarks/stability.py --model lstm --iters 2000
 
-Runs the training loop of train.run (Batches, reset_rows, loss_and_grads,
+Runs the training loop of train.train (Batches, reset_rows, loss_and_grads,
 clip_global_norm, Adagrad) at the script's default sizes, and after every iteration
 checks the loss and every gradient; every --every iterations it also checks every
 parameter, every Adagrad accumulator and every array of the carried state, and prints

@@ -74,3 +74,10 @@ def no_matplotlib_env(tmp_path):
     (fake / "matplotlib").mkdir(parents=True)
     (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")])))
+
+
+@pytest.fixture(autouse=True)
+def run_in_a_fresh_folder(tmp_path, monkeypatch):
+    """Every test runs in a folder of its own, so that the scripts' default checkpoints
+    (checkpoints/KIND-NAME.npz) land there, never in the project."""
+    monkeypatch.chdir(tmp_path)

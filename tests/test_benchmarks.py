@@ -37,6 +37,18 @@ def test_compare_quick_without_peers(tmp_path):
         assert cells[7] == "n/a", row  # no peer, no ratio to scale
 
 
+def test_a_quick_run_does_not_overwrite_the_results(tmp_path):
+    """--quick without --out prints its table and writes no file: the committed
+    benchmarks/results.md keeps the full run's figures."""
+    results = os.path.join(ROOT, "benchmarks", "results.md")
+    before = os.stat(results).st_mtime_ns if os.path.exists(results) else None
+    cmd = [sys.executable, COMPARE, "--quick", "--seconds", "0.2", "--rounds", "1", "--no-peers", "--only", "rnn"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "| RNN 32/16/25" in p.stdout and "written to" not in p.stderr
+    assert (os.stat(results).st_mtime_ns if os.path.exists(results) else None) == before
+
+
 def test_stability_short_run(tmp_path):
     """benchmarks/stability.py (the long NaN hunt) runs end to end on a small text."""
     from conftest import make_text

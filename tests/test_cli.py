@@ -2,6 +2,7 @@
 sampling, Ctrl-C, divergence, and one clear line for every kind of bad input."""
 import os
 import re
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import common
 from conftest import ROOT, SHARED_ALICE, TINY, make_text, run_script, stderr_lines
 
-TIMING = re.compile(r"[\d.]+ s, |[\d.]+ char/s|[\d.]+% of the time")  # the only parts of the output that vary
+TIMING = re.compile(r"[\d.]+ s, |[\d.]+ char/s|[\d.]+% of the time|(checkpoint|saved) \S+")  # what varies
 
 
 def params_of(path):
@@ -46,7 +47,9 @@ def test_training_output(workdir, kind):
     assert lines[0].startswith(f"{kind}: ") and "parameters" in lines[0]
     assert re.fullmatch(r"\d+\.\d{3} s, iter 5, \d+\.\d{4} BPC, \d+\.\d{2} char/s, val \d+\.\d{4} BPC", lines[1])
     assert re.fullmatch(r"done: iter 10, train \d+\.\d{4} BPC, val \d+\.\d{4} BPC, best val \d+\.\d{4} BPC "
-                        r"at iter \d+, \d+\.\d{2} char/s training, \d+\.\d% of the time validating", lines[-1])
+                        r"at iter \d+, \d+\.\d{2} char/s training, \d+\.\d% of the time validating; "
+                        rf"saved checkpoints/{kind}-text.npz", lines[-1])
+    assert (Path.cwd() / "checkpoints" / f"{kind}-text.npz").is_file()  # saved by default
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
@@ -167,6 +170,53 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoint(workdir, tmp_path):
     # and the kept checkpoint still trains
     p = run_script("lstm", workdir / "text.txt", "--load", ck, "--iters", "3", "--report", "1")
     assert p.returncode == 0, p.stderr
+
+
+# ---------------------------------------------------------------- the default checkpoint
+
+def test_a_run_saves_by_default_and_sample_finds_it(tmp_path):
+    """Without --save a run saves to checkpoints/KIND-NAME.npz in the current folder and
+    says so; --sample without --load samples from it and says which file it used;
+    --no-save writes nothing."""
+    (tmp_path / "story.txt").write_text(make_text())
+    p = run_script("lstm", "story.txt", *TINY, "--iters", 10, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    ck = tmp_path / "checkpoints" / "lstm-story.npz"
+    assert p.stdout.splitlines()[-1].endswith("; saved checkpoints/lstm-story.npz") and ck.is_file()
+    assert common.load_checkpoint(str(ck), "lstm")["info"]["iter"] == 10
+    s = run_script("lstm", "story.txt", "--sample", 50, "--seed", 3, cwd=tmp_path)
+    assert s.returncode == 0 and s.stderr == "using checkpoints/lstm-story.npz\n", s.stderr
+    same = run_script("lstm", "--load", ck, "--sample", 50, "--seed", 3, cwd=tmp_path)
+    assert s.stdout == same.stdout and len(s.stdout) == 51
+    # a resumed run saves back into the checkpoint it resumed
+    r = run_script("lstm", "story.txt", "--load", ck, "--iters", 5, "--report", 5, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert common.load_checkpoint(str(ck), "lstm")["info"]["iter"] == 15
+    # --no-save: nothing written; and no checkpoint to sample from is one clear line
+    (tmp_path / "other.txt").write_text(make_text(seed=1))
+    n = run_script("lstm", "other.txt", *TINY, "--iters", 5, "--no-save", cwd=tmp_path)
+    assert n.returncode == 0 and "saved" not in n.stdout.splitlines()[-1]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["lstm-story.npz"]
+    e = run_script("lstm", "other.txt", "--sample", 50, cwd=tmp_path)
+    assert e.returncode == 2 and stderr_lines(e) == [
+        "lstm-numpy.py: error: --sample needs a trained model and there is none at "
+        "checkpoints/lstm-other.npz: train one first, or add --load PATH"]
+
+
+def test_a_save_removes_partial_checkpoints_of_killed_runs(tmp_path):
+    """A run killed while it wrote its checkpoint leaves NAME.npz.tmpPID; the next save of
+    that checkpoint removes it once its process is gone, and leaves a live one's alone."""
+    (tmp_path / "text.txt").write_text(make_text())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the pid of a process that has ended
+    ck = tmp_path / "ck.npz"
+    stale, live = tmp_path / f"ck.npz.tmp{dead}", tmp_path / f"ck.npz.tmp{os.getpid()}"
+    other = tmp_path / f"other.npz.tmp{dead}"  # another checkpoint's: not this save's business
+    for f in (stale, live, other):
+        f.write_bytes(b"partial")
+    p = run_script("lstm", tmp_path / "text.txt", *TINY, "--iters", 5, "--save", ck)
+    assert p.returncode == 0, p.stderr
+    assert ck.is_file() and not stale.exists() and live.exists() and other.exists()
 
 
 # ---------------------------------------------------------------- bad input

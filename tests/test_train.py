@@ -33,11 +33,11 @@ TASKS = {"copy": {"bits": 3, "min_length": 1, "max_length": 3},
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK_DONE = re.compile(r"done: iter (\d+), train ([\d.]+) nats/seq, val ([\d.]+) nats/seq, ([\d.]+) wrong bits/seq, "
                        r"([\d.]+)% solved, best val ([\d.]+) nats/seq at iter (\d+), ([\d.]+) step/s training, "
-                       r"([\d.]+)% of the time validating")
+                       r"([\d.]+)% of the time validating(?:; saved \S+)?")
 TEXT_REPORT = re.compile(r"([\d.]+) s, iter (\d+), ([\d.]+) BPC, ([\d.]+) char/s, val ([\d.]+) BPC")
 TEXT_DONE = re.compile(r"done: iter (\d+), train ([\d.]+) BPC, val ([\d.]+) BPC, best val ([\d.]+) BPC at iter (\d+)"
                        r"(?: \(whole validation text [\d.]+\))?(?:, test ([\d.]+) BPC)?, ([\d.]+) char/s training, "
-                       r"([\d.]+)% of the time validating")
+                       r"([\d.]+)% of the time validating(?:; saved \S+)?")
 TABLE_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)%")
 DNC_COPY = ["--task", "copy", "--bits", 3, "--length", "1-2", "--hidden", 16, "--memory", 4, "--width", 4,
             "--reads", 1, "--iters", 400, "--report", 100]
@@ -550,12 +550,22 @@ def test_val_and_test_files(splits):
 
 
 @pytest.mark.parametrize("option", ["--test", "--val"])
-def test_a_character_only_in_a_held_out_file(splits, option):
+def test_a_character_only_in_a_held_out_file(splits, option, tmp_path):
+    """The vocabulary is built from every file the run is given: a character that only a
+    held-out file has is in it, and costs what the model gives it."""
     d = splits
     (d / "odd.txt").write_text("she was @ home\n")
     extra = ["--val", d / "v.txt"] if option == "--test" else []
-    p = run_script("lstm", d / "text.txt", *TINY, "--iters", 2, *extra, option, d / "odd.txt")
-    assert_one_error_line(p, "lstm", "odd.txt", "'@'")
+    ck = tmp_path / "odd.npz"
+    p = run_script("lstm", d / "text.txt", *TINY, "--iters", 2, *extra, option, d / "odd.txt", "--save", ck)
+    assert p.returncode == 0, p.stderr
+    chars = set((d / "text.txt").read_text()) | set((d / "v.txt").read_text() if extra else "")
+    assert "@" not in chars
+    vocab = common.load_checkpoint(str(ck), "lstm")["vocab"]
+    assert vocab.chars == sorted(chars | set("she was @ home\n"))
+    m = TEXT_DONE.fullmatch(last_line(p))
+    figure = float(m.group(6) if option == "--test" else m.group(3))
+    assert 0 < figure < 20  # finite: the '@' costs what the untrained model gives it
 
 
 def test_val_with_val_frac_is_refused(splits):
@@ -710,90 +720,6 @@ def test_many_validation_streams_take_shorter_windows(monkeypatch):
     nats = source.score(model, cfg, params, ids)
     assert seen == [(S * B // 16, 16)]  # windows of 2 steps over 16 streams
     assert nats == pytest.approx(real(model, cfg, params, ids, S, 16), rel=1e-12)
-
-
-KEEP_PROBE = """
-import os, sys
-import numpy as np
-import train
-kept = train.keep_freed_memory() if sys.argv[1] == "keep" else False
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-a = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
-before = rss()
-del a
-print(kept, (before - rss()) >> 20)  # MiB handed back to the kernel by the free
-"""
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
-def test_keep_freed_memory_keeps_freed_blocks_for_the_next_array():
-    """glibc returns a freed 64 MiB block to the kernel at once; after keep_freed_memory()
-    (which every script calls) the process keeps it for the next array."""
-    def probe(mode):
-        p = subprocess.run([sys.executable, "-c", KEEP_PROBE, mode], cwd=ROOT, capture_output=True, text=True,
-                           check=True)
-        kept, returned_mib = p.stdout.split()
-        return kept == "True", int(returned_mib)
-
-    kept, returned = probe("keep")
-    if not kept:
-        pytest.skip("the C library is not glibc: keep_freed_memory does nothing here")
-    assert returned < 8, returned
-    assert probe("default")[1] >= 56  # without it the free gives the block back
-
-
-def test_threads_that_pay_follow_the_measured_sizes():
-    """A second thread where the step's recurrent product is big (LSTM 128/32: 1.27-1.41x
-    measured) and not where it is small (RNN 32/16: 0.89x) or the DNC's links dominate
-    (N 256: 0.95x); never more threads than cores, and at most two."""
-    def pay(kind, cores=2, B=32, **sizes):
-        cfg = {**CFGS[kind], **sizes}
-        params = MODELS[kind].init_params(cfg, 74, np.random.default_rng(0), np.float32)
-        return train.threads_that_pay(params, cfg, B, cores)
-
-    assert pay("lstm", hidden=128) == 2
-    assert pay("lstm", hidden=128, cores=1) == 1
-    assert pay("lstm", hidden=128, cores=8) == 2
-    assert pay("rnn", hidden=32, B=16) == 1
-    assert pay("rnn", hidden=256) == 2
-    assert pay("dnc", hidden=128, memory=16, width=16, reads=4) == 2
-    assert pay("dnc", hidden=128, memory=256, width=16, reads=4) == 1
-
-
-def test_blas_threads_are_set_and_auto_backs_off_when_the_cores_get_busy(monkeypatch):
-    lib, name = train.blas_library()
-    if lib is None:
-        pytest.skip("no OpenBLAS to set")
-    get = getattr(lib, name.replace("set_num_threads", "get_num_threads"))
-    before = get()
-    try:
-        for n in (1, 2):
-            assert train.set_blas_threads(n) and get() == n
-        cfg = dict(CFGS["lstm"], hidden=128)
-        params = MODELS["lstm"].init_params(cfg, 74, np.random.default_rng(0), np.float32)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-        monkeypatch.setattr(train, "busy_cores", lambda: 0)  # an idle machine
-        t = train.BlasThreads("auto", params, cfg, 32)
-        assert (t.n, get(), t.describe) == (2, 2, "BLAS threads 2 (auto)")
-        assert t.watch(100_000.0, "char/s") is None and t.watch(60_000.0, "char/s") is None  # noise
-        line = t.watch(40_000.0, "char/s")  # under half the best: another job took a core
-        assert line.startswith("the cores got busy (40000 char/s against 100000") and (t.n, get()) == (1, 1)
-        assert t.watch(1.0, "char/s") is None and t.n == 1  # for good
-        monkeypatch.setattr(train, "busy_cores", lambda: 1)  # another job on one of the two cores
-        t = train.BlasThreads("auto", params, cfg, 32)
-        assert (t.n, t.describe) == (1, "BLAS threads 1 (auto: no idle core)")
-        t = train.BlasThreads(2, params, cfg, 32)  # a number is used as given, and kept
-        assert (t.n, get(), t.watch(1e5, "char/s"), t.watch(1.0, "char/s"), t.n) == (2, 2, None, None, 2)
-        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the user's environment stands under auto
-        t = train.BlasThreads("auto", params, cfg, 32)
-        assert t.n is None and "OPENBLAS_NUM_THREADS=1" in t.describe and get() == 2
-    finally:
-        train.set_blas_threads(before)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
