@@ -16,7 +16,16 @@ Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy 
 With --dropout p, the input of every layer above the first and the input of the output
 layer are multiplied by a random mask (common.dropout; Zaremba et al. 2014): the
 recurrent h_prev and c_prev never are. Shapes follow the legend in common.py.
+
+How it is trained (the loop is train() at the top of train.py): windows of --seq
+characters from --batch streams over the text; forward, the mean cross-entropy, the
+backward below through the window's steps, one global-norm clip of all the gradients
+(common.clip_global_norm), then Adagrad (common.Adagrad). The last h and c of a window
+are the first h_prev and c_prev of the next (truncated BPTT: the state is carried, the
+gradient stops at the window's start).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 import common
@@ -27,96 +36,54 @@ KIND = "lstm"
 
 # ----------------------------------------------------------------------------------
 # The cell: one time step forward and backward
-#
-# Speed notes (the code is written for float32 training, where the cost of a step is
-# a handful of small NumPy calls besides one matrix product):
-#   - results go with out= into arrays the layer allocates once per window (a slice per
-#     step, never reused), instead of a fresh temporary per operation;
-#   - the backward's local derivatives need no recurrence, so the layer computes them
-#     for all the window's steps in one pass (lstm_local_derivatives), and only the
-#     recurrence itself (lstm_adjoint_step) runs step by step.
 
 
-def lstm_step_forward(zx, h_prev, c_prev, Wh, out=None):
+class LSTMCache(NamedTuple):
+    """What lstm_step_backward needs from one step of the forward, every field (B, H)."""
+    i: np.ndarray  # input gate
+    f: np.ndarray  # forget gate
+    o: np.ndarray  # output gate
+    g: np.ndarray  # candidate
+    c_prev: np.ndarray  # the cell state the step started from
+    tc: np.ndarray  # tanh(c)
+
+
+def lstm_step_forward(zx, h_prev, c_prev, Wh):
     """One step of the cell.
 
     zx (B, G): the input's share of the gate pre-activations, x Wx + b
-    h_prev, c_prev (B, H), Wh (H, G)  ->  h, c (B, H), cache = (a, c_prev, tc)
-        a (B, G): the gate activations [i, f, o, g];  tc (B, H): tanh(c)
-    out: None, or the arrays (a (B, G), c, tc, h (B, H)) to write the results into
+    h_prev, c_prev (B, H), Wh (H, G)  ->  h, c (B, H), cache (LSTMCache)
     """
-    B, H = h_prev.shape
-    if out is None:
-        out = (np.empty((B, 4 * H), zx.dtype),) + tuple(np.empty((B, H), zx.dtype) for _ in range(3))
-    a, c, tc, h = out
-    np.matmul(h_prev, Wh, out=a)
-    a += zx  # (B, G) pre-activations z; the activations are computed in place in a
-    common.sigmoid(a[:, :3 * H], out=a[:, :3 * H])  # i, f, o
-    g = np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])  # g
-    np.multiply(a[:, H:2 * H], c_prev, out=c)  # f * c_prev
-    c += np.multiply(a[:, :H], g, out=h)  # + i * g  (h is scratch until its last line)
-    np.tanh(c, out=tc)
-    np.multiply(a[:, 2 * H:3 * H], tc, out=h)  # h = o * tanh(c)
-    return h, c, (a, c_prev, tc)
-
-
-def lstm_local_derivatives(a, c_prev, tc):
-    """The derivatives of the cell's outputs with respect to its gates, which the backward
-    multiplies by the adjoints. Elementwise: one step (B, .) or a window (S, B, .) at once.
-
-    a (..., G) gate activations [i, f, o, g], c_prev, tc (..., H) from the forward cache
-    -> k (..., G): dz = k * [dc, dc, dh, dc], gate by gate:
-           [g i(1-i), c_prev f(1-f), tanh(c) o(1-o), i (1-g^2)]
-       kc (..., H): o (1 - tanh(c)^2), the path dh -> dc through h = o tanh(c)
-    """
-    H = tc.shape[-1]
-    i, o, g = a[..., :H], a[..., 2 * H:3 * H], a[..., 3 * H:]
-    k = np.subtract(1, a)  # (..., G)
-    k *= a  # s (1 - s), the sigmoids' derivative (meaningful on i, f, o)
-    k[..., :H] *= g  # di = dc g i(1-i)
-    k[..., H:2 * H] *= c_prev  # df = dc c_prev f(1-f)
-    k[..., 2 * H:3 * H] *= tc  # do = dh tanh(c) o(1-o)
-    kg = np.multiply(g, g, out=k[..., 3 * H:])
-    np.subtract(1, kg, out=kg)
-    kg *= i  # dg = dc i (1 - g^2), through tanh
-    kc = np.multiply(tc, tc)
-    np.subtract(1, kc, out=kc)
-    kc *= o  # dc += dh o (1 - tanh(c)^2)
-    return k, kc
-
-
-def lstm_adjoint_step(dh, dc, k, kc, f, Wh, out=None):
-    """The recurrence of the backward at one step, given lstm_local_derivatives.
-
-    dh (B, H): adjoint of h from above and from step t+1;  dc (B, H): adjoint of c from t+1
-    k (B, G), kc (B, H): local derivatives;  f (B, H): the forget gate;  Wh (H, G)
-    -> dz (B, G), dh_prev, dc_prev (B, H)
-    out: None, or the arrays (dz (B, G), dh_prev, dc_prev (B, H)) to write the results into
-    """
-    B, H = dh.shape
-    if out is None:
-        out = (np.empty((B, 4 * H), dh.dtype), np.empty((B, H), dh.dtype), np.empty((B, H), dh.dtype))
-    dz, dh_prev, dc_prev = out
-    dc_all = np.multiply(dh, kc, out=dc_prev)  # through h = o * tanh(c) ...
-    dc_all += dc  # ... plus the adjoint from t+1 (dc_prev is scratch until its last line)
-    np.multiply(k.reshape(B, 4, H), dc_all[:, None, :], out=dz.reshape(B, 4, H))  # di, df, dg
-    np.multiply(k[:, 2 * H:3 * H], dh, out=dz[:, 2 * H:3 * H])  # do, from dh, not dc
-    np.matmul(dz, Wh.T, out=dh_prev)
-    np.multiply(dc_all, f, out=dc_prev)  # c = f * c_prev + ...
-    return dz, dh_prev, dc_prev
+    H = h_prev.shape[1]
+    z = h_prev @ Wh + zx  # (B, G) pre-activations, stacked [i, f, o, g]
+    i, f, o = np.split(common.sigmoid(z[:, :3 * H]), 3, axis=1)  # (B, H) each
+    g = np.tanh(z[:, 3 * H:])  # (B, H)
+    c = f * c_prev + i * g
+    tc = np.tanh(c)
+    h = o * tc
+    return h, c, LSTMCache(i, f, o, g, c_prev, tc)
 
 
 def lstm_step_backward(dh, dc, cache, Wh):
     """Backward of lstm_step_forward.
 
     dh (B, H): adjoint of h from above and from step t+1;  dc (B, H): adjoint of c from t+1
-    -> dz (B, G) adjoint of the pre-activations, dh_prev, dc_prev (B, H)
+    cache (LSTMCache), Wh (H, G)  ->  dz (B, G) adjoint of the pre-activations, dh_prev, dc_prev (B, H)
     The weight gradients are left to the caller, which sums them over all steps at once.
     """
-    a, c_prev, tc = cache
-    H = tc.shape[1]
-    k, kc = lstm_local_derivatives(a, c_prev, tc)
-    return lstm_adjoint_step(dh, dc, k, kc, a[:, H:2 * H], Wh)
+    i, f, o, g, c_prev, tc = cache
+    do = dh * tc  # h = o * tanh(c)
+    dc = dc + dh * o * (1 - tc**2)  # ... and through tanh(c), added to the adjoint from t+1
+    di = dc * g  # c = f * c_prev + i * g
+    df = dc * c_prev
+    dg = dc * i
+    dz = np.concatenate([di * i * (1 - i),  # through the sigmoids: s' = s (1 - s)
+                         df * f * (1 - f),
+                         do * o * (1 - o),
+                         dg * (1 - g**2)], axis=1)  # through tanh: 1 - g^2
+    dh_prev = dz @ Wh.T  # z = h_prev Wh + ...
+    dc_prev = dc * f  # c = f * c_prev + ...
+    return dz, dh_prev, dc_prev
 
 
 # ----------------------------------------------------------------------------------
@@ -124,40 +91,37 @@ def lstm_step_backward(dh, dc, cache, Wh):
 
 
 def lstm_layer_forward(zx, h0, c0, Wh):
-    """zx (S, B, G), h0, c0 (B, H) -> hs (S+1, B, H) with hs[0] = h0, last c (B, H), cache
-
-    The cache holds the window's arrays, written step by step by lstm_step_forward:
-    a (S, B, G) gate activations, cs (S+1, B, H) with cs[0] = c0, tcs (S, B, H) tanh(c)."""
-    S, B, H = zx.shape[0], h0.shape[0], h0.shape[1]
-    a = np.empty(zx.shape, zx.dtype)
-    hs, cs = np.empty((S + 1, B, H), zx.dtype), np.empty((S + 1, B, H), zx.dtype)
-    tcs = np.empty((S, B, H), zx.dtype)
-    hs[0], cs[0] = h0, c0
-    for t in range(S):
-        lstm_step_forward(zx[t], hs[t], cs[t], Wh, out=(a[t], cs[t + 1], tcs[t], hs[t + 1]))
-    return hs, cs[-1].copy(), (a, cs, tcs)
+    """zx (S, B, G), h0, c0 (B, H) -> hs (S+1, B, H) with hs[0] = h0, last c (B, H),
+    caches: the S steps' LSTMCache"""
+    hs = np.empty((zx.shape[0] + 1,) + h0.shape, zx.dtype)
+    hs[0], c, caches = h0, c0, []
+    for t in range(zx.shape[0]):
+        hs[t + 1], c, cache = lstm_step_forward(zx[t], hs[t], c, Wh)
+        caches.append(cache)
+    return hs, c, caches
 
 
-def lstm_layer_backward(dhs, cache, Wh):
-    """dhs (S, B, H): adjoints of the layer's outputs -> dzs (S, B, G)
-    The window's backward starts with zero adjoints from beyond its last step."""
-    a, cs, tcs = cache
+def lstm_layer_backward(dhs, caches, Wh):
+    """dhs (S, B, H): adjoints of the layer's outputs, caches: from lstm_layer_forward
+    -> dzs (S, B, G). The window's backward starts with zero adjoints from beyond its last step."""
     S, B, H = dhs.shape
-    k, kc = lstm_local_derivatives(a, cs[:-1], tcs)  # (S, B, G), (S, B, H): all steps at once
-    f = a[:, :, H:2 * H]  # (S, B, H) forget gates
-    dzs = np.empty_like(a)
-    dh_prevs, dc_prevs = np.empty_like(dhs), np.empty_like(dhs)  # [t]: from step t into t-1
-    dh = np.empty((B, H), dhs.dtype)
+    dzs = np.empty((S, B, 4 * H), dhs.dtype)
     dh_next = dc_next = np.zeros((B, H), dhs.dtype)
     for t in reversed(range(S)):
-        np.add(dhs[t], dh_next, out=dh)  # from above and from step t+1
-        _, dh_next, dc_next = lstm_adjoint_step(dh, dc_next, k[t], kc[t], f[t], Wh,
-                                                out=(dzs[t], dh_prevs[t], dc_prevs[t]))
+        dzs[t], dh_next, dc_next = lstm_step_backward(dhs[t] + dh_next, dc_next, caches[t], Wh)
     return dzs
 
 
 # ----------------------------------------------------------------------------------
 # The model: stacked layers and the output layer
+
+
+class LayerCache(NamedTuple):
+    """What the model's backward needs from one layer's forward."""
+    x: np.ndarray  # (S, B, H) the layer's input after dropout (None for layer 0: characters)
+    mask: np.ndarray  # (S, B, H) the dropout mask of x (None: no dropout)
+    hs: np.ndarray  # (S+1, B, H) the layer's outputs, hs[0] the carried-in h
+    steps: list  # the S steps' LSTMCache
 
 
 def add_arguments(parser):
@@ -201,7 +165,9 @@ def forward(params, inputs, state, cfg=None, rng=None):
 
     cfg: the run's configuration (only its "dropout" is read here; the sizes come from
     the arrays); rng: draws the dropout masks. Dropout is on only when both are given,
-    i.e. in training, never in validation or sampling."""
+    i.e. in training, never in validation or sampling.
+    cache = (inputs, params, layers: one LayerCache per layer, x_top (S, B, H): the output
+    layer's input after dropout, mask_y: its dropout mask or None)"""
     p_drop = (cfg or {}).get("dropout", 0.0) if rng is not None else 0.0
     L = len(state) // 2
     x, new_state, layers = None, {}, []
@@ -213,41 +179,35 @@ def forward(params, inputs, state, cfg=None, rng=None):
             zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, G)
         else:
             x, mask = common.dropout(x, p_drop, rng)  # between layers
-            zx = x @ params[f"Wx{l}"]
-            zx += params[f"b{l}"]
-        hs, c, cache = lstm_layer_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
+            zx = x @ params[f"Wx{l}"] + params[f"b{l}"]  # (S, B, G)
+        hs, c, steps = lstm_layer_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
         new_state[f"h{l}"], new_state[f"c{l}"] = hs[-1].copy(), c
-        layers.append((x, mask, hs, cache))
+        layers.append(LayerCache(x, mask, hs, steps))
         x = hs[1:]  # (S, B, H) input of the next layer
     x, mask_y = common.dropout(x, p_drop, rng)  # before the output layer
-    S, B, H = x.shape
-    logits = x.reshape(S * B, H) @ params["Wy"]
-    logits += params["by"]
-    return logits.reshape(S, B, -1), new_state, (inputs, params, layers, x, mask_y)
+    logits = x @ params["Wy"] + params["by"]  # (S, B, V)
+    return logits, new_state, (inputs, params, layers, x, mask_y)
 
 
 def backward(dlogits, cache):
     """dlogits (S, B, V) -> grads with the keys of params"""
     inputs, params, layers, x_top, mask_y = cache
-    S, B, V = dlogits.shape
-    grads = {}
-    H = x_top.shape[-1]  # x_top (S, B, H): the output layer's input, after dropout
-    dflat = dlogits.reshape(S * B, V)
-    grads["Wy"] = x_top.reshape(S * B, H).T @ dflat
-    grads["by"] = dflat.sum(0)
-    dx = common.dropout_backward((dflat @ params["Wy"].T).reshape(S, B, H), mask_y)
+    V = dlogits.shape[-1]
+    H = x_top.shape[-1]
+    grads = {"Wy": x_top.reshape(-1, H).T @ dlogits.reshape(-1, V), "by": dlogits.sum((0, 1))}
+    dx = common.dropout_backward(dlogits @ params["Wy"].T, mask_y)  # (S, B, H)
     for l in reversed(range(len(layers))):
-        x, mask, hs, cache_l = layers[l]
-        dzs = lstm_layer_backward(dx, cache_l, params[f"Wh{l}"])  # (S, B, G)
-        flat = dzs.reshape(S * B, 4 * H)
+        layer = layers[l]
+        dzs = lstm_layer_backward(dx, layer.steps, params[f"Wh{l}"])  # (S, B, G)
+        flat = dzs.reshape(-1, 4 * H)
         # weight gradients summed over all steps in single matrix products
-        grads[f"Wh{l}"] = hs[:-1].reshape(S * B, H).T @ flat
+        grads[f"Wh{l}"] = layer.hs[:-1].reshape(-1, H).T @ flat
         grads[f"b{l}"] = flat.sum(0)
         if l == 0:
             grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
         else:
-            grads[f"Wx{l}"] = x.reshape(S * B, H).T @ flat
-            dx = common.dropout_backward((flat @ params[f"Wx{l}"].T).reshape(S, B, H), mask)  # to layer l-1
+            grads[f"Wx{l}"] = layer.x.reshape(-1, H).T @ flat
+            dx = common.dropout_backward(dzs @ params[f"Wx{l}"].T, layer.mask)  # into the layer below
     return grads
 
 
