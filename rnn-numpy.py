@@ -32,14 +32,11 @@ KIND = "rnn"
 # The cell: one time step forward and backward
 
 
-def rnn_step_forward(zx, h_prev, Wh, out=None):
+def rnn_step_forward(zx, h_prev, Wh):
     """zx (B, H): the input's share x Wx + b;  h_prev (B, H), Wh (H, H) -> h (B, H)
 
-    The cache of this step is h itself (tanh' = 1 - h^2), kept by the caller.
-    out: None, or the (B, H) array to write h into (the layer passes a slice of hs)."""
-    h = np.matmul(h_prev, Wh, out=out)
-    h += zx
-    return np.tanh(h, out=h)
+    The cache of this step is h itself (tanh' = 1 - h^2), kept by the caller."""
+    return np.tanh(h_prev @ Wh + zx)
 
 
 def rnn_step_backward(dh, h, Wh):
@@ -58,7 +55,7 @@ def rnn_layer_forward(zx, h0, Wh):
     hs = np.empty((zx.shape[0] + 1,) + h0.shape, zx.dtype)
     hs[0] = h0
     for t in range(zx.shape[0]):
-        rnn_step_forward(zx[t], hs[t], Wh, out=hs[t + 1])
+        hs[t + 1] = rnn_step_forward(zx[t], hs[t], Wh)
     return hs
 
 
