@@ -87,7 +87,7 @@ def memory_ops(B, N, W, R, rng):
          lambda d, c: names("M_prev", "ww", "e", "v")(d, dnc.write_backward(d[0], c))),
         ("link matrix", {"L_prev": mem["L"], "ww": mem["ww"], "p_prev": mem["p"]},
          lambda I: dnc.link_forward(I["L_prev"], I["ww"], I["p_prev"]),
-         lambda d, c: names("L_prev", "ww", "p_prev")(d, dnc.link_backward(d[0].copy(), c))),
+         lambda d, c: names("L_prev", "ww", "p_prev")(d, dnc.link_backward(d[0], c))),
         ("precedence", {"p_prev": mem["p"], "ww": mem["ww"]},
          lambda I: dnc.precedence_forward(I["p_prev"], I["ww"]),
          lambda d, c: names("p_prev", "ww")(d, dnc.precedence_backward(d[0], c))),
@@ -140,7 +140,7 @@ def check_op(name, inputs, fwd, bwd, checks, rng, h):
 
 def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     """T steps of the model with random parameters on random characters, zero initial
-    state. -> list of (new state, memory cache) per step"""
+    state. -> params, list of (new state, memory_step_forward's cache) per step"""
     params = dnc.init_params(cfg, V, rng, np.float64)
     for v in params.values():
         v += 0.3 * rng.standard_normal(v.shape)
@@ -151,7 +151,7 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     out = []
     for x in rng.integers(0, V, (T, B)):
         _, _, state, cache = dnc.dnc_step_forward(params, x, state, cfg)
-        out.append((state, cache[5]))
+        out.append((state, cache.memory))
     return params, out
 
 
@@ -162,7 +162,7 @@ def check_invariants(cfg, rng):
              "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
              "link diagonal": 0.0, "usage outside [0, 1]": 0.0}
     for state, cache in run:
-        alloc, cw, ga, gw, mix = cache[4]
+        alloc, gw = cache.write_weighting.alloc, cache.write_weighting.gw  # a_t, g^w (B, 1)
         L, u = state["L"], state["u"]
         worst["read weighting sum - 1"] = max(worst["read weighting sum - 1"], (state["wr"].sum(-1) - 1).max())
         worst["write weighting sum - write gate"] = max(worst["write weighting sum - write gate"],

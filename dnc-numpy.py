@@ -15,9 +15,8 @@ from usage and free gates, erase and write, the temporal link matrix and precede
 forward / backward / content read modes. Equation names and section numbers (§) refer
 to docs/dnc.md, which explains and derives every forward and backward formula used
 here. Shapes follow the legend in common.py; every op below is vectorised over the batch
-B and the heads R, with no Python loop over rows, heads or slots (at large N the link ops
-run on a few blocks of batch rows in turn, so that their arrays stay in the cache:
-links_forward, links_backward).
+B and the heads R, with no Python loop over rows or heads (the allocation's backward
+loops over the N slots of the free list, each step over the whole batch).
 
 Per time step t (§4):
     controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
@@ -27,8 +26,16 @@ The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window
 starts from zero at every episode of a memory task). With --dropout p, the controller's
 h is masked between its layers and before the output layer, never on its recurrent
 connections, the interface or the reads.
+
+Training (the loop is train.py's train()): each iteration runs forward over a window of S
+characters of B cursors into the text, the mean cross-entropy of the next character, and
+backward through the window (truncated BPTT: the whole state above is carried into the
+next window, the gradient is not); then one clip of all the gradients by their global
+norm and an Adagrad update (common.py). On a memory task every batch row is one episode,
+and the state starts from zero at each.
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,8 +59,7 @@ def interface_size(R, W):
 
 
 def oneplus(x):
-    """1 + softplus(x), written so that exp never overflows (§7.3). Its derivative is
-    sigmoid(x), which interface_forward recovers as -expm1(1 - oneplus(x)) (§5)."""
+    """1 + softplus(x), written so that exp never overflows (§7.3). Its derivative is sigmoid(x)."""
     return 1 + np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
@@ -67,38 +73,31 @@ def interface_layout(R, W):
     return {name: slice(end - n, end) for (name, n), end in zip(sizes, ends)}
 
 
+class InterfaceCache(NamedTuple):
+    xi: np.ndarray  # (B, RW+3W+5R+3) the raw interface vector
+    at: dict  # interface_layout: name -> slice of xi
+    parts: dict  # the squashed parts, by name
+
+
 def interface_forward(xi, R, W):
     """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache
 
     Squashing (§2): keys and write vector none, strengths oneplus (>= 1), erase vector and
-    the free, allocation and write gates sigmoid, read modes a softmax over each head's 3.
-    The strengths lie in one block of xi [read strengths | write key | write strength] and
-    the gates in another [erase | write vector | free gates | alloc gate | write gate]: each
-    block goes through its squashing in one call and the parts are sliced out of it."""
+    the free, allocation and write gates sigmoid, read modes a softmax over each head's 3."""
     B, at = xi.shape[0], interface_layout(R, W)
-    lo, hi = at["read_strengths"].start, at["write_strength"].stop
-    strengths = oneplus(xi[:, lo:hi])  # (only the strength entries of this block are used)
-    gates = common.sigmoid(xi[:, at["erase"].start:at["write_gate"].stop])
-
-    def part(block, start, name):
-        return block[:, at[name].start - start:at[name].stop - start]
-
-    g0 = at["erase"].start
-    # oneplus' = sigmoid(x) = -expm1(1 - oneplus(x)): kept for the backward
-    dstrengths = -np.expm1(1 - strengths)
     parts = {
-        "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}
-        "read_strengths": part(strengths, lo, "read_strengths"),  # beta^{r,i} >= 1   (B, R)
-        "write_key": xi[:, at["write_key"]].reshape(B, 1, W),  # k^w
-        "write_strength": part(strengths, lo, "write_strength"),  # beta^w >= 1       (B, 1)
-        "erase": part(gates, g0, "erase"),  # e in (0, 1)^W                           (B, W)
-        "write_vector": xi[:, at["write_vector"]],  # v                                (B, W)
-        "free_gates": part(gates, g0, "free_gates"),  # f^i                           (B, R)
-        "alloc_gate": part(gates, g0, "alloc_gate"),  # g^a                           (B, 1)
-        "write_gate": part(gates, g0, "write_gate"),  # g^w                           (B, 1)
+        "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}                  (B, R, W)
+        "read_strengths": oneplus(xi[:, at["read_strengths"]]),  # beta^{r,i} >= 1        (B, R)
+        "write_key": xi[:, at["write_key"]].reshape(B, 1, W),  # k^w                       (B, 1, W)
+        "write_strength": oneplus(xi[:, at["write_strength"]]),  # beta^w >= 1            (B, 1)
+        "erase": common.sigmoid(xi[:, at["erase"]]),  # e in (0, 1)^W                        (B, W)
+        "write_vector": xi[:, at["write_vector"]],  # v                                      (B, W)
+        "free_gates": common.sigmoid(xi[:, at["free_gates"]]),  # f^i                        (B, R)
+        "alloc_gate": common.sigmoid(xi[:, at["alloc_gate"]]),  # g^a                        (B, 1)
+        "write_gate": common.sigmoid(xi[:, at["write_gate"]]),  # g^w                        (B, 1)
         "read_modes": common.softmax(xi[:, at["read_modes"]].reshape(B, R, 3)),  # (backward, content, forward)
     }
-    return parts, (xi, at, parts, lo, dstrengths)
+    return parts, InterfaceCache(xi, at, parts)
 
 
 def interface_backward(d, cache):
@@ -106,15 +105,15 @@ def interface_backward(d, cache):
 
     Each slice through its squashing's VJP (§5): unchanged for none, d * sigmoid(x) for
     oneplus, d * s (1 - s) for a sigmoid s, m * (dm - <dm, m>) for each head's modes m."""
-    xi, at, parts, lo, dstrengths = cache
+    xi, at, parts = cache
     B = xi.shape[0]
     dxi = np.zeros_like(xi)
     for name in ("read_keys", "write_key", "write_vector"):  # no squashing
         if name in d:
             dxi[:, at[name]] = d[name].reshape(B, -1)
-    for name in ("read_strengths", "write_strength"):  # through oneplus
+    for name in ("read_strengths", "write_strength"):  # oneplus' = sigmoid of the raw entry
         if name in d:
-            dxi[:, at[name]] = d[name] * dstrengths[:, at[name].start - lo:at[name].stop - lo]
+            dxi[:, at[name]] = d[name] * common.sigmoid(xi[:, at[name]])
     for name in ("erase", "free_gates", "alloc_gate", "write_gate"):  # sigmoid' = s (1 - s)
         if name in d:
             s = parts[name]
@@ -149,14 +148,13 @@ def content_backward(dC, cache):
     dM_n = sum_keys (s_n k - dD_n D_n M_n / a_n^2), dk = sum_n s_n M_n - (sum_n dD_n D_n) k / b^2."""
     M, k, beta, a, b, D, C = cache
     dz = C * (dC - np.einsum("bkn,bkn->bk", dC, C)[:, :, None])  # softmax VJP
-    dzD = dz * D
-    dbeta = np.einsum("bkn->bk", dzD)
+    dbeta = np.einsum("bkn,bkn->bk", dz, D)
     dD = beta[:, :, None] * dz  # (B, K, N)
     s = dD / (b[:, :, None] * a[:, None, :])
-    dDD = beta[:, :, None] * dzD  # dD * D
+    dDD = dD * D
     # dD_n/dM_n = k / (a_n b) - D_n M_n / a_n^2 ;  dD_n/dk = M_n / (a_n b) - D_n k / b^2
-    dM = s.transpose(0, 2, 1) @ k - (np.einsum("bkn->bn", dDD) / (a * a))[:, :, None] * M
-    dk = s @ M - (dbeta * beta / (b * b))[:, :, None] * k  # sum_n dD_n D_n = beta dbeta
+    dM = s.transpose(0, 2, 1) @ k - (dDD.sum(1) / (a * a))[:, :, None] * M
+    dk = s @ M - (dDD.sum(2) / (b * b))[:, :, None] * k
     return dM, dk, dbeta
 
 
@@ -200,6 +198,13 @@ def usage_backward(du, cache, stop_write_grad=False):
     return dup * (1 - ww_prev), dww_prev, du * u_tilde
 
 
+class AllocationCache(NamedTuple):
+    rows: np.ndarray  # (B, 1) the batch rows, to index with phi
+    phi: np.ndarray  # (B, N) the free list: slot indices, least used first
+    us: np.ndarray  # (B, N) the clamped usages in free-list order
+    P: np.ndarray  # (B, N) their exclusive cumulative products
+
+
 def allocation_forward(u):
     """Allocation weighting a_t (§3): slots sorted by usage, least used first (the free
     list phi); a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i].  u (B, N) -> a (B, N)
@@ -215,40 +220,42 @@ def allocation_forward(u):
     P[:, 1:] = np.cumprod(us[:, :-1], axis=-1)  # exclusive cumulative product
     a = np.empty_like(u)
     a[rows, phi] = (1 - us) * P
-    return a, (rows, phi, us, P)
+    return a, AllocationCache(rows, phi, us, P)
 
 
 def allocation_backward(da, cache):
     """da (B, N) -> du (B, N), division-free (§5, §7.5).
 
-    VJP for a fixed free list phi, in sorted order (u the sorted clamped usages, P_k their
-    exclusive cumulative product): T_k = da_{k+1} (1 - u_{k+1}) + u_{k+1} T_{k+1}
-    (T = 0 past the last slot), then du_k = P_k (T_k - da_k), times the clamp's (1 - eps).
-    The recursion is solved for all k at once by recursive doubling, in log2(N) rounds:
-    while T_k = c_k + a_k T_{k+d}, substituting T_{k+d} gives
-    T_k = (c_k + a_k c_{k+d}) + (a_k a_{k+d}) T_{k+2d}; once d >= N, T = c."""
+    VJP for a fixed free list phi, in free-list order (u_k the clamped usages sorted, P_k
+    their exclusive cumulative product): du_k = P_k (T_k - da_k), where
+    T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i is built from the end of the list,
+    T = 0 past the last slot and T_{k-1} = da_k (1 - u_k) + u_k T_k; times the clamp's
+    (1 - eps). A loop over the N slots, each step over the whole batch."""
     rows, phi, us, P = cache
-    N = us.shape[-1]
-    das = da[rows, phi]  # (B, N) sorted adjoints
-    c = np.zeros_like(us)
-    c[:, :-1] = (das * (1 - us))[:, 1:]  # c_k = da_{k+1} (1 - u_{k+1})
-    a = np.zeros_like(us)
-    a[:, :-1] = us[:, 1:]  # a_k = u_{k+1}
-    d = 1
-    while d < N:  # a_k stays 0 for k >= N - d: T is zero past the last slot
-        c[:, :-d] += a[:, :-d] * c[:, d:]
-        a[:, :-d] *= a[:, d:]
-        d *= 2
+    das = da[rows, phi]  # (B, N) the adjoints in free-list order
+    dus = np.empty_like(us)
+    T = np.zeros_like(us[:, 0])  # (B,) T_N = 0: nothing past the last slot
+    for k in reversed(range(us.shape[1])):
+        dus[:, k] = P[:, k] * (T - das[:, k])
+        T = das[:, k] * (1 - us[:, k]) + us[:, k] * T  # T_{k-1}
     du = np.empty_like(da)
-    du[rows, phi] = P * (c - das) * (1 - EPS)
+    du[rows, phi] = dus * (1 - EPS)  # back to slot order, through the clamp
     return du
+
+
+class WriteWeightingCache(NamedTuple):
+    alloc: np.ndarray  # (B, N) allocation weighting a_t
+    cw: np.ndarray  # (B, N) write content weighting c^w_t
+    ga: np.ndarray  # (B, 1) allocation gate
+    gw: np.ndarray  # (B, 1) write gate
+    mix: np.ndarray  # (B, N) g^a a + (1 - g^a) c^w
 
 
 def write_weighting_forward(alloc, cw, ga, gw):
     """Write weighting w^w = g^w (g^a a + (1 - g^a) c^w) (§4, step 6).
     alloc, cw (B, N), ga, gw (B, 1) -> ww (B, N)"""
     mix = ga * alloc + (1 - ga) * cw
-    return gw * mix, (alloc, cw, ga, gw, mix)
+    return gw * mix, WriteWeightingCache(alloc, cw, ga, gw, mix)
 
 
 def write_weighting_backward(dww, cache):
@@ -283,42 +290,30 @@ def write_backward(dM, cache):
     return dM * keep, dww, de, dv
 
 
-def zero_diagonal(X):
-    """X (B, N, N) -> X with X[:, i, i] = 0 for every i, in place (einsum's "bii->bi" is a
-    writable view of the diagonals)."""
-    np.einsum("bii->bi", X)[...] = 0
-    return X
-
-
-def link_scale(ww):
-    """1 - w_i - w_j (B, N, N), the decay of the links (§4, step 8)."""
-    return np.subtract(1 - ww[:, :, None], ww[:, None, :])
-
-
 def link_forward(L_prev, ww, p_prev):
     """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
     diagonal (§4, step 8; w = w^w_t). L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N).
-    Uses p_{t-1}. The cache keeps only the inputs: the (B, N, N) scale is recomputed."""
-    L = link_scale(ww)
-    L *= L_prev
-    L += ww[:, :, None] * p_prev[:, None, :]
-    return zero_diagonal(L), (L_prev, ww, p_prev)
+    Uses p_{t-1}. The cache keeps only the inputs, not the (B, N, N) factor 1 - w_i - w_j:
+    the backward recomputes it (the cache of a window at N 256 is 337 MiB instead of 593)."""
+    N = ww.shape[1]
+    L = (1 - ww[:, :, None] - ww[:, None, :]) * L_prev + ww[:, :, None] * p_prev[:, None, :]
+    L[:, np.arange(N), np.arange(N)] = 0  # L_t[i, i] = 0
+    return L, (L_prev, ww, p_prev)
 
 
 def link_backward(dL, cache):
     """dL (B, N, N) -> dL_prev (B, N, N), dww, dp_prev (B, N). The incoming adjoint is
-    masked first: no gradient flows through the overwritten diagonal (§7.8). dL is used
-    up: dL_prev is computed in its memory (pass a copy to keep it).
+    masked first: no gradient flows through the zeroed diagonal (§7.8).
 
     VJP (§5), with G = dL (1 - I): dL_prev = G (1 - w_i - w_j), dp_prev = G^T w,
     dww_i = (G p_prev)_i - sum_j (G L_prev)[i, j] - sum_j (G L_prev)[j, i] (G L_prev elementwise)."""
     L_prev, ww, p_prev = cache
-    G = zero_diagonal(dL)
+    N = ww.shape[1]
+    G = dL * (1 - np.eye(N, dtype=dL.dtype))  # (B, N, N)
     dww = ((G @ p_prev[:, :, None])[:, :, 0] - np.einsum("bij,bij->bi", G, L_prev)
            - np.einsum("bij,bij->bj", G, L_prev))
     dp_prev = (ww[:, None, :] @ G)[:, 0]
-    G *= link_scale(ww)
-    return G, dww, dp_prev  # G is now dL_prev, in dL's memory
+    return G * (1 - ww[:, :, None] - ww[:, None, :]), dww, dp_prev
 
 
 def precedence_forward(p_prev, ww):
@@ -348,8 +343,7 @@ def directional_backward(dfwd, dbwd, cache):
     VJP (§5), with w^i = w^{r,i}_{t-1}: dL = sum_i (df^i (w^i)^T + w^i (db^i)^T),
     dw^i = L^T df^i + L db^i."""
     L, wr_prev = cache
-    # the two sums of outer products as one product: [df, w]^T [w; db]  (B, N, 2R) (B, 2R, N)
-    dL = np.concatenate([dfwd, wr_prev], 1).transpose(0, 2, 1) @ np.concatenate([wr_prev, dbwd], 1)
+    dL = dfwd.transpose(0, 2, 1) @ wr_prev + wr_prev.transpose(0, 2, 1) @ dbwd  # sums over the heads
     return dL, dfwd @ L + dbwd @ L.transpose(0, 2, 1)
 
 
@@ -384,60 +378,55 @@ def read_backward(dr, cache):
 
 
 # ----------------------------------------------------------------------------------
-# The links over blocks of the batch
-#
-# At large N the (B, N, N) link operations are most of a step, and each NumPy operation
-# is one pass over its arrays. At N 256 and batch 32 an array is 8 MiB, and the few that
-# a step's links touch at once outgrow the processor's cache (32 MiB of L3 where measured), so
-# each pass reads main memory. Done a few batch rows at a time, the link matrix and its
-# temporaries stay in the cache from link_forward into directional_forward, and from
-# directional_backward into link_backward: 1.08x the whole training step at N 256, on top
-# of link_backward reusing dL's memory (1.08x). The ops are the same; up to N 128 at
-# batch 32 one block is the whole batch.
+# The links a block of batch rows at a time (the rows of a batch are independent)
 
+# at N 256 (8 MiB per (B, N, N) array) blocks keep the link arrays in the cache: 1.22-1.25x the training step
 BLOCK_FLOATS = 2 ** 19  # floats of one block's (rows, N, N) array: 2 MiB in float32
 
 
 def batch_blocks(B, N):
-    """Slices of the batch rows whose (rows, N, N) arrays have about BLOCK_FLOATS floats."""
+    """Slices of the batch rows whose (rows, N, N) arrays have about BLOCK_FLOATS floats
+    (up to N 128 at batch 32, one slice: the whole batch)."""
     rows = max(1, BLOCK_FLOATS // (N * N))
     return [slice(i, min(i + rows, B)) for i in range(0, B, rows)]
 
 
+class LinkBlock(NamedTuple):
+    rows: slice  # the batch rows of the block
+    link: tuple  # link_forward's cache for them
+    directional: tuple  # directional_forward's cache for them
+
+
 def links_forward(L_prev, ww, p_prev, wr_prev):
-    """Steps 8 and 10 of §4, block by block: L = link_forward(L_prev, ww, p_prev), then
-    fwd, bwd = directional_forward(L, wr_prev). -> L, fwd, bwd, c_link, c_dir"""
+    """Steps 8 and 10 of §4, a block of rows at a time: L = link_forward(L_prev, ww, p_prev),
+    then fwd, bwd = directional_forward(L, wr_prev).
+    -> L (B, N, N), fwd, bwd (B, R, N), cache: a LinkBlock per block"""
     blocks = batch_blocks(*ww.shape)
     if len(blocks) == 1:  # the whole batch at once
         L, c_link = link_forward(L_prev, ww, p_prev)
         fwd, bwd, c_dir = directional_forward(L, wr_prev)
-        return L, fwd, bwd, c_link, c_dir
-    L = np.empty_like(L_prev)
-    fwd, bwd = np.empty_like(wr_prev), np.empty_like(wr_prev)
+        return L, fwd, bwd, [LinkBlock(blocks[0], c_link, c_dir)]
+    L, fwd, bwd, cache = np.empty_like(L_prev), np.empty_like(wr_prev), np.empty_like(wr_prev), []
     for b in blocks:
-        L[b] = link_forward(L_prev[b], ww[b], p_prev[b])[0]
-        fwd[b], bwd[b], _ = directional_forward(L[b], wr_prev[b])
-    return L, fwd, bwd, (L_prev, ww, p_prev), (L, wr_prev)  # the caches of the two ops
+        L[b], c_link = link_forward(L_prev[b], ww[b], p_prev[b])
+        fwd[b], bwd[b], c_dir = directional_forward(L[b], wr_prev[b])
+        cache.append(LinkBlock(b, c_link, c_dir))
+    return L, fwd, bwd, cache
 
 
-def links_backward(dfwd, dbwd, dL_next, c_link, c_dir):
-    """Steps 5 and 7 of §6, block by block: dL = directional_backward(...) + dL_next (the
-    adjoint of L_t from step t+1), then link_backward(dL).
+def links_backward(dfwd, dbwd, dL_next, cache):
+    """Steps 5 and 7 of §6, a block of rows at a time: dL, dwr_prev = directional_backward(dfwd,
+    dbwd), L_t's adjoint completed with dL_next from step t+1, then link_backward(dL).
     -> dL_prev (B, N, N), dwr_prev (B, R, N), dww, dp_prev (B, N)"""
-    L_prev, ww, p_prev = c_link
-    L, wr_prev = c_dir
-    blocks = batch_blocks(*ww.shape)
-    if len(blocks) == 1:  # the whole batch at once
-        dL, dwr_prev = directional_backward(dfwd, dbwd, c_dir)
-        dL += dL_next
-        dL_prev, dww, dp_prev = link_backward(dL, c_link)
+    if len(cache) == 1:  # the whole batch at once
+        dL, dwr_prev = directional_backward(dfwd, dbwd, cache[0].directional)
+        dL_prev, dww, dp_prev = link_backward(dL + dL_next, cache[0].link)
         return dL_prev, dwr_prev, dww, dp_prev
-    dL_prev, dwr_prev = np.empty_like(L), np.empty_like(wr_prev)
-    dww, dp_prev = np.empty_like(ww), np.empty_like(ww)
-    for b in blocks:
-        dL, dwr_prev[b] = directional_backward(dfwd[b], dbwd[b], (L[b], wr_prev[b]))
-        dL += dL_next[b]
-        dL_prev[b], dww[b], dp_prev[b] = link_backward(dL, (L_prev[b], ww[b], p_prev[b]))
+    dL_prev, dwr_prev = np.empty_like(dL_next), np.empty_like(dfwd)
+    dww, dp_prev = np.empty_like(dfwd[:, 0]), np.empty_like(dfwd[:, 0])
+    for b, c_link, c_dir in cache:
+        dL, dwr_prev[b] = directional_backward(dfwd[b], dbwd[b], c_dir)
+        dL_prev[b], dww[b], dp_prev[b] = link_backward(dL + dL_next[b], c_link)
     return dL_prev, dwr_prev, dww, dp_prev
 
 
@@ -445,6 +434,21 @@ def links_backward(dfwd, dbwd, dL_next, c_link, c_dir):
 # One memory step: the ops in the order of §4, and their backward in the order of §6
 
 MEMORY_STATE = ("M", "u", "ww", "p", "L", "wr")
+
+
+class MemoryCache(NamedTuple):
+    """The caches of one memory step's ops, one field per op."""
+    retention: tuple
+    usage: tuple
+    allocation: AllocationCache
+    write_lookup: tuple
+    write_weighting: WriteWeightingCache
+    write: tuple
+    links: list  # link_forward's and directional_forward's: links_forward's LinkBlocks
+    precedence: tuple
+    read_lookup: tuple
+    read_weighting: tuple
+    read: tuple
 
 
 def memory_step_forward(parts, mem):
@@ -458,14 +462,16 @@ def memory_step_forward(parts, mem):
     cw, c_wlook = content_forward(mem["M"], parts["write_key"], parts["write_strength"])  # 5. old memory
     ww, c_ww = write_weighting_forward(alloc, cw[:, 0], parts["alloc_gate"], parts["write_gate"])  # 6.
     M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])  # 7. erase, write
-    # 8. links, with p_{t-1}, and 10. the forward and backward weightings, both on L_t
-    L, fwd, bwd, c_link, c_dir = links_forward(mem["L"], ww, mem["p"], mem["wr"])
-    p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
+    # 8. link matrix, with p_{t-1}, and 10. the forward and backward weightings on it
+    L, fwd, bwd, c_links = links_forward(mem["L"], ww, mem["p"], mem["wr"])
+    p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence (reads neither L_t nor 10.)
     cr, c_rlook = content_forward(M, parts["read_keys"], parts["read_strengths"])  # 11. new memory
     wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
     r, c_read = read_forward(M, wr)  # 13. read vectors
     new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
-    cache = (c_ret, c_use, c_alloc, c_wlook, c_ww, c_write, c_link, c_prec, c_dir, c_rlook, c_rw, c_read)
+    cache = MemoryCache(retention=c_ret, usage=c_use, allocation=c_alloc, write_lookup=c_wlook,
+                        write_weighting=c_ww, write=c_write, links=c_links, precedence=c_prec,
+                        read_lookup=c_rlook, read_weighting=c_rw, read=c_read)
     return new, r, cache
 
 
@@ -475,25 +481,24 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     -> dparts (adjoints of the squashed interface), dmem_prev for step t-1
     The ops' VJPs (§5) in the reverse order of §4, numbered as the sweep of §6; a tensor
     used by several ops sums their adjoints, and is complete before its own op runs."""
-    (c_ret, c_use, c_alloc, c_wlook, c_ww, c_write, c_link, c_prec, c_dir, c_rlook, c_rw, c_read) = cache
     d = {}
-    dM_read, dwr = read_backward(dr, c_read)  # 2. read vectors
-    dwr = dwr + dmem["wr"]
-    d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, c_rw)  # 3.
-    dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, c_rlook)  # 4. on M_t
+    dM_read, dwr = read_backward(dr, cache.read)  # 2. read vectors
+    dwr = dwr + dmem["wr"]  # w^r_t's adjoint is complete
+    d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, cache.read_weighting)  # 3.
+    dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, cache.read_lookup)  # 4. on M_t
     dM = dmem["M"] + dM_read + dM_look  # M_t's adjoint is complete
     # 5. the directional weightings, then 7. the links (L_t's adjoint is complete between)
-    dL_prev, dwr_prev, dww_link, dp_link = links_backward(dfwd, dbwd, dmem["L"], c_link, c_dir)
-    dp_prev, dww = precedence_backward(dmem["p"], c_prec)  # 6.
-    dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, c_write)  # 8.
-    dww = dww + dww_link + dww_write + dmem["ww"]  # w^w_t's adjoint is complete
-    dalloc, dcw, d["alloc_gate"], d["write_gate"] = write_weighting_backward(dww, c_ww)  # 9.
-    dM_wlook, d["write_key"], d["write_strength"] = content_backward(dcw[:, None, :], c_wlook)  # 10.
-    du = dmem["u"] + allocation_backward(dalloc, c_alloc)  # 11. u_t's adjoint is complete
-    du_prev, dww_prev, dpsi = usage_backward(du, c_use, stop_usage_grad)  # 12.
-    d["free_gates"], dwr_ret = retention_backward(dpsi, c_ret)  # 13.
-    dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prev + dp_link,
-                 "L": dL_prev, "wr": dwr_prev + dwr_ret}
+    dL_prev, dwr_dir, dww_link, dp_link = links_backward(dfwd, dbwd, dmem["L"], cache.links)
+    dp_prec, dww_prec = precedence_backward(dmem["p"], cache.precedence)  # 6.
+    dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, cache.write)  # 8.
+    dww = dmem["ww"] + dww_prec + dww_link + dww_write  # w^w_t's adjoint is complete
+    dalloc, dcw, d["alloc_gate"], d["write_gate"] = write_weighting_backward(dww, cache.write_weighting)  # 9.
+    dM_wlook, d["write_key"], d["write_strength"] = content_backward(dcw[:, None, :], cache.write_lookup)  # 10.
+    du = dmem["u"] + allocation_backward(dalloc, cache.allocation)  # 11. u_t's adjoint is complete
+    du_prev, dww_prev, dpsi = usage_backward(du, cache.usage, stop_usage_grad)  # 12.
+    d["free_gates"], dwr_ret = retention_backward(dpsi, cache.retention)  # 13.
+    dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prec + dp_link,
+                 "L": dL_prev, "wr": dwr_dir + dwr_ret}
     return d, dmem_prev
 
 
@@ -570,6 +575,19 @@ def init_state(cfg, params, B):
     return s
 
 
+class DropCache(NamedTuple):
+    h: np.ndarray  # (B, H) the layer below's h_t as layer l read it, after dropout
+    mask: np.ndarray  # (B, H) its dropout mask, or None
+
+
+class StepCache(NamedTuple):
+    state: dict  # the state the step started from (its h, c, r are the step's inputs)
+    controller: list  # lstm_step_forward's cache of each layer, handed back to it as it is
+    drops: list  # DropCache of each layer l > 0
+    interface: InterfaceCache
+    memory: MemoryCache
+
+
 def dnc_step_forward(params, x, state, cfg, rng=None):
     """One character per row through controller and memory.
 
@@ -579,25 +597,25 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
     controller layers (None: no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
-    new, hs, ctrl, below, drops = {}, [], [], None, []
+    new, hs, controller, below, drops = {}, [], [], None, []
     for l in range(Lyr):
         zx = params[f"Wx{l}"][x] + r_prev @ params[f"Wr{l}"] + params[f"b{l}"]  # (B, G)
         if l > 0:
             below, mask = common.dropout(below, cfg["dropout"], rng)  # between layers
-            drops.append((below, mask))
+            drops.append(DropCache(below, mask))
             zx += below @ params[f"Wd{l}"]
         h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
         new[f"h{l}"], new[f"c{l}"] = h, c
         hs.append(h)
-        ctrl.append(cache)
+        controller.append(cache)
         below = h
     hcat = hs[0] if Lyr == 1 else np.concatenate(hs, axis=1)  # (B, LH)
     xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
-    parts, c_if = interface_forward(xi, cfg["reads"], cfg["width"])
-    mem, r, c_mem = memory_step_forward(parts, {k: state[k] for k in MEMORY_STATE})
+    parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"])
+    mem, r, c_memory = memory_step_forward(parts, {k: state[k] for k in MEMORY_STATE})
     new.update(mem)
     new["r"] = r
-    return hcat, r, new, (x, state, hs, ctrl, c_if, c_mem, drops)
+    return hcat, r, new, StepCache(state, controller, drops, c_interface, c_memory)
 
 
 def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
@@ -606,22 +624,33 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
     dhcat (B, LH), dr (B, R, W): adjoints from the output layer at this step;
     dstate: adjoints of this step's new state from step t+1 (zeros after a window's end)
     -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)"""
-    x, state, hs, ctrl, c_if, c_mem, drops = cache
+    _, controller, drops, c_interface, c_memory = cache  # the state is read by backward()
     Lyr, H = cfg["layers"], cfg["hidden"]
-    dparts, dmem_prev = memory_step_backward(dr + dstate["r"], dstate, c_mem, cfg["stop_usage_grad"])
-    dxi = interface_backward(dparts, c_if)
+    dparts, dmem_prev = memory_step_backward(dr + dstate["r"], dstate, c_memory, cfg["stop_usage_grad"])
+    dxi = interface_backward(dparts, c_interface)
     dhcat = dhcat + dxi @ params["Wxi"].T
     dprev, dzs, dh_from_above = dict(dmem_prev), [None] * Lyr, 0
     dr_prev = 0
     for l in reversed(range(Lyr)):
         dh = dhcat[:, l * H:(l + 1) * H] + dstate[f"h{l}"] + dh_from_above
-        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], ctrl[l], params[f"Wh{l}"])
+        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], controller[l], params[f"Wh{l}"])
         dzs[l] = dz
         dr_prev = dr_prev + dz @ params[f"Wr{l}"].T
         if l > 0:
-            dh_from_above = common.dropout_backward(dz @ params[f"Wd{l}"].T, drops[l - 1][1])
+            dh_from_above = common.dropout_backward(dz @ params[f"Wd{l}"].T, drops[l - 1].mask)
     dprev["r"] = dr_prev.reshape(dr.shape)
     return dprev, dxi, dzs
+
+
+class ModelCache(NamedTuple):
+    inputs: np.ndarray  # (S, B) int
+    params: dict
+    cfg: dict
+    steps: list  # StepCache of each step
+    Hc: np.ndarray  # (S, B, LH) the controller's outputs
+    Hy: np.ndarray  # (S, B, LH) the same after dropout, as the output layer read them
+    mask_y: np.ndarray  # (S, B, LH) that dropout mask, or None
+    Rs: np.ndarray  # (S, B, RW) the reads of each step, as the output layer read them
 
 
 def forward(params, inputs, state, cfg=None, rng=None):
@@ -640,7 +669,7 @@ def forward(params, inputs, state, cfg=None, rng=None):
     Hc, Rs = np.stack(hcats), np.stack(rs)  # (S, B, LH), (S, B, RW)
     Hy, mask_y = common.dropout(Hc, cfg["dropout"], rng)  # before the output layer
     logits = Hy @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V) the paper's v_t + W_r r_t
-    return logits, state, (inputs, params, cfg, steps, Hc, Hy, mask_y, Rs)
+    return logits, state, ModelCache(inputs, params, cfg, steps, Hc, Hy, mask_y, Rs)
 
 
 def backward(dlogits, cache):
@@ -651,7 +680,7 @@ def backward(dlogits, cache):
     grads = {"Wy": Hy.reshape(S * B, -1).T @ flat, "Wry": Rs.reshape(S * B, -1).T @ flat, "by": flat.sum(0)}
     dHc = common.dropout_backward(dlogits @ params["Wy"].T, mask_y)  # (S, B, LH) all steps at once
     dRs = (dlogits @ params["Wry"].T).reshape(S, B, cfg["reads"], cfg["width"])
-    dstate = {k: np.zeros_like(v) for k, v in steps[-1][1].items()}  # empty inbox after the window
+    dstate = {k: np.zeros_like(v) for k, v in steps[-1].state.items()}  # empty inbox after the window
     dxis, dzs = [None] * S, [None] * S
     for t in reversed(range(S)):
         dstate, dxis[t], dzs[t] = dnc_step_backward(dHc[t], dRs[t], dstate, steps[t], params, cfg)
@@ -660,17 +689,17 @@ def backward(dlogits, cache):
     grads["Wxi"] = Hc.reshape(S * B, -1).T @ dxi
     grads["bxi"] = dxi.sum(0)
     H = cfg["hidden"]
-    R_prev = np.stack([c[1]["r"].reshape(B, -1) for c in steps]).reshape(S * B, -1)  # (S*B, RW)
+    R_prev = np.stack([step.state["r"].reshape(B, -1) for step in steps]).reshape(S * B, -1)  # (S*B, RW)
     for l in range(cfg["layers"]):
         dz = np.stack([d[l] for d in dzs])  # (S, B, G)
         dzf = dz.reshape(S * B, -1)
-        h_prev = np.stack([c[1][f"h{l}"] for c in steps]).reshape(S * B, H)
+        h_prev = np.stack([step.state[f"h{l}"] for step in steps]).reshape(S * B, H)
         grads[f"Wh{l}"] = h_prev.T @ dzf
         grads[f"Wr{l}"] = R_prev.T @ dzf
         grads[f"b{l}"] = dzf.sum(0)
         grads[f"Wx{l}"] = common.gather_backward(inputs, dz, params[f"Wx{l}"].shape[0])
         if l > 0:  # the layer below's h as layer l read it, after dropout
-            below = np.stack([c[6][l - 1][0] for c in steps]).reshape(S * B, H)
+            below = np.stack([step.drops[l - 1].h for step in steps]).reshape(S * B, H)
             grads[f"Wd{l}"] = below.T @ dzf
     return grads
 
@@ -684,7 +713,7 @@ def step(params, x, state):
 def discrete_choices(cache):
     """The free-list orders phi (S, B, N) of a forward: the gradient treats them as
     constants (§5), so a gradient check must not difference across a change of them."""
-    return np.stack([step[5][2][1] for step in cache[3]])  # c_mem's allocation cache: phi
+    return np.stack([step.memory.allocation.phi for step in cache.steps])
 
 
 def memory_pictures(params, inputs, cfg):
@@ -697,7 +726,7 @@ def memory_pictures(params, inputs, cfg):
     seen = {"ww": [], "wr": [], "u": [], "free": [], "alloc": [], "write": []}
     for x in inputs:
         _, _, state, cache = dnc_step_forward(params, x, state, run_cfg)
-        parts = cache[4][2]  # interface_forward's cache: the squashed parts
+        parts = cache.interface.parts  # the squashed interface
         seen["ww"].append(state["ww"][0])
         seen["wr"].append(state["wr"][0])
         seen["u"].append(state["u"][0])
