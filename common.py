@@ -1,8 +1,9 @@
 """What every model shares: text and vocabulary, batching, softmax and cross-entropy
-(with a mask of the scored steps), dropout, Adagrad, the gradient check, BPC, sampling,
-checkpoints and the command line's number types. The models live in rnn-numpy.py,
-lstm-numpy.py and dnc-numpy.py; each hands itself, a small "model" module, to
-train.main(); train.py's train() is the one training loop for texts and memory tasks.
+(with a mask of the scored steps), dropout, the optimisers (Adagrad, Adam, RMSProp), the
+gradient check, BPC, sampling, checkpoints and the command line's number types. The
+models live in rnn-numpy.py, lstm-numpy.py and dnc-numpy.py; each hands itself, a small
+"model" module, to train.main(); train.py's train() is the one training loop for texts
+and memory tasks.
 
 Shape legend (used in every docstring and `# (B, H)` comment of the project):
     B  batch (parallel cursors over the text)     S  time steps per window (truncated BPTT)
@@ -282,15 +283,33 @@ def loss_and_grads(model, params, inputs, targets, state, cfg=None, mask=None, r
 
 
 # ----------------------------------------------------------------------------------
-# Optimiser
+# Optimisers: each updates params in place from grads, its state in dicts keyed like params
 
 
-class Adagrad:
+class Optimiser:
+    """What every optimiser below shares. `lr` is read at every step, so that train.py can
+    set it before each one (--warmup, --lr-schedule, --lr-decay). The state a checkpoint
+    keeps is SLOTS, dicts of arrays with the same keys as params, and COUNTS, plain
+    numbers (Adam's step count); state() hands them out and load_state() takes them back,
+    so that a resumed run goes on bit for bit."""
+    NAME, LR, SLOTS, COUNTS = None, None, (), ()
+
+    def state(self):
+        """-> {slot: {param name: array}, count: number}"""
+        return {name: getattr(self, name) for name in self.SLOTS + self.COUNTS}
+
+    def load_state(self, state):
+        for name in self.SLOTS + self.COUNTS:
+            setattr(self, name, state[name])
+
+
+class Adagrad(Optimiser):
     """Adagrad as in min-char-rnn and the ancestor: each parameter's step is the learning
     rate divided by the root of the sum of its squared gradients so far.
     `mem` is a dict with the same keys as params."""
+    NAME, LR, SLOTS = "adagrad", 0.1, ("mem",)
 
-    def __init__(self, params, lr=0.1, eps=1e-8):
+    def __init__(self, params, lr=LR, eps=1e-8):
         self.lr, self.eps = lr, eps
         self.mem = {k: np.zeros_like(v) for k, v in params.items()}
 
@@ -299,6 +318,62 @@ class Adagrad:
         for k in params:
             self.mem[k] += grads[k] * grads[k]
             params[k] -= self.lr * grads[k] / np.sqrt(self.mem[k] + self.eps)
+
+
+class Adam(Optimiser):
+    """Adam, Algorithm 1 of Kingma & Ba 2015: moving averages of the gradient (m) and of
+    its square (v), both started at zero and so divided by 1 - beta^t (the bias
+    correction), and a step of about lr in each coordinate whatever the gradient's scale.
+    m and v are dicts with the same keys as params; t counts the steps taken."""
+    NAME, LR, SLOTS, COUNTS = "adam", 2e-3, ("m", "v"), ("t",)
+
+    def __init__(self, params, lr=LR, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params, grads):
+        """Update params in place."""
+        b1, b2 = self.beta1, self.beta2
+        self.t += 1
+        for k in params:
+            g = grads[k]
+            self.m[k] = b1 * self.m[k] + (1 - b1) * g  # biased first moment estimate
+            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g  # biased second raw moment estimate
+            m_hat = self.m[k] / (1 - b1 ** self.t)  # bias-corrected first moment
+            v_hat = self.v[k] / (1 - b2 ** self.t)  # bias-corrected second raw moment
+            params[k] -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class RMSProp(Optimiser):
+    """RMSProp (Hinton's lecture 6e) exactly as TensorFlow 1's tf.train.RMSPropOptimizer
+    computes it (non-centred), the optimiser deepmind/dnc's train.py trains the DNC with:
+        ms  <- decay ms + (1 - decay) g^2          a moving mean of the squared gradient
+        mom <- momentum mom + lr g / sqrt(ms + eps)
+        p   <- p - mom
+    ms starts at ones, as TensorFlow's "rms" slot does, so the first steps are about
+    lr g rather than lr sign(g). deepmind/dnc passes only the learning rate 1e-4 and
+    epsilon 1e-10 (with a global-norm clip of 50), so it trains with TensorFlow's
+    defaults decay 0.9 and momentum 0.0; those are the defaults here too. The default
+    --lr here is 1e-3, for the text models. ms and mom are dicts keyed like params."""
+    NAME, LR, SLOTS = "rmsprop", 1e-3, ("ms", "mom")
+
+    def __init__(self, params, lr=LR, decay=0.9, momentum=0.0, eps=1e-10):
+        self.lr, self.decay, self.momentum, self.eps = lr, decay, momentum, eps
+        self.ms = {k: np.ones_like(v) for k, v in params.items()}
+        self.mom = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def step(self, params, grads):
+        """Update params in place."""
+        for k in params:
+            g = grads[k]
+            self.ms[k] = self.decay * self.ms[k] + (1 - self.decay) * g * g
+            self.mom[k] = self.momentum * self.mom[k] + self.lr * g / np.sqrt(self.ms[k] + self.eps)
+            params[k] -= self.mom[k]
+
+
+OPTIMIZERS = {opt.NAME: opt for opt in (Adagrad, Adam, RMSProp)}  # --optim NAME
 
 
 def clip_global_norm(grads, max_norm):
@@ -447,17 +522,21 @@ def sample(model, cfg, params, vocab, n, temperature=1.0, prime="", rng=None, st
 
 
 def save_checkpoint(path, kind, cfg, params, opt, vocab, info, state, cursors, rng, best=None):
-    """Everything a run needs to go on bit for bit: the latest params (param/), Adagrad's
-    memory, the recurrent state, the text cursors and the RNG; and, when validation has
-    picked them, the params of the best validation so far (best/), which sampling and
-    evaluation use. vocab None for a memory task (its tokens are the task's)."""
+    """Everything a run needs to go on bit for bit: the latest params (param/), the
+    optimiser's state (opt/SLOT/, its name and counts in the info), the recurrent state,
+    the text cursors and the RNG; and, when validation has picked them, the params of the
+    best validation so far (best/), which sampling and evaluation use. vocab None for a
+    memory task (its tokens are the task's)."""
     arrays = {f"param/{k}": v for k, v in params.items()}
-    arrays.update({f"adagrad/{k}": v for k, v in opt.mem.items()})
+    opt_state = opt.state()
+    for slot in opt.SLOTS:  # e.g. opt/m/Wx0 and opt/v/Wx0 for Adam
+        arrays.update({f"opt/{slot}/{k}": v for k, v in opt_state[slot].items()})
     arrays.update({f"state/{k}": v for k, v in state.items()})
     arrays.update({f"best/{k}": v for k, v in (best or {}).items()})
     arrays["vocab"] = vocab.codes() if vocab is not None else np.zeros(0, np.int64)
     arrays["cursors"] = cursors
-    info = dict(info, kind=kind, cfg=cfg, rng=rng.bit_generator.state)
+    optim = {"name": opt.NAME, **{count: opt_state[count] for count in opt.COUNTS}}  # e.g. Adam's t
+    info = dict(info, kind=kind, cfg=cfg, rng=rng.bit_generator.state, optim=optim)
     arrays["info"] = np.array(json.dumps(info))
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -497,10 +576,17 @@ def process_exists(pid):
     return True
 
 
+def under(arrays, prefix):
+    """The arrays named prefix/NAME, keyed by NAME."""
+    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
 def load_checkpoint(path, kind):
-    """-> dict with info, params, adagrad, state, best (the best params, or the latest
-    when the run kept none), vocab (None for a task), cursors; UserError if it is not a
-    whole checkpoint of this model kind."""
+    """-> dict with info, param, optim (the optimiser's name), opt (its state: the slots
+    keyed like param, and the counts), state, best (the best params, or the latest when
+    the run kept none), vocab (None for a task), cursors; UserError if it is not a whole
+    checkpoint of this model kind. A checkpoint from before --optim (Adagrad's memory as
+    adagrad/NAME, no optimiser named) loads as Adagrad's."""
     if not os.path.isfile(path):
         raise UserError(f"no such checkpoint: {path}")
     try:
@@ -510,12 +596,18 @@ def load_checkpoint(path, kind):
         codes = arrays.pop("vocab")
         ck = {"info": info, "vocab": Vocab.from_codes(codes) if codes.size else None,
               "cursors": arrays.pop("cursors")}
-        for part in ("param", "adagrad", "state", "best"):
-            ck[part] = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(part + "/")}
+        for part in ("param", "state", "best"):
+            ck[part] = under(arrays, part)
         if info["kind"] != kind:
             raise UserError(f"{path} is a {info['kind']} checkpoint, not {kind}")
-        if not ck["param"] or ck["param"].keys() != ck["adagrad"].keys():
+        optim = info.get("optim", {"name": "adagrad"})  # before --optim every run used Adagrad
+        opt = OPTIMIZERS[optim["name"]]
+        old = under(arrays, "adagrad")  # the layout before --optim: adagrad/NAME
+        slots = {"mem": old} if old else {slot: under(arrays, f"opt/{slot}") for slot in opt.SLOTS}
+        if set(slots) != set(opt.SLOTS) or not ck["param"] or any(s.keys() != ck["param"].keys()
+                                                                  for s in slots.values()):
             raise KeyError("param")
+        ck["optim"], ck["opt"] = opt.NAME, dict(slots, **{count: optim[count] for count in opt.COUNTS})
         if ck["best"] and ck["best"].keys() != ck["param"].keys():
             raise KeyError("best")
         ck["best"] = ck["best"] or ck["param"]

@@ -1,8 +1,9 @@
 """The one training loop of every script, and its command line.
 
 train() below is the loop, as min-char-rnn's: the next batch, forward, cross-entropy,
-backward, one clip, the Adagrad step, the recurrent state carried to the next window,
-and every --report iterations a report. Two kinds of data flow through it:
+backward, one clip, the optimiser's step (Adagrad, Adam or RMSProp: --optim), the
+recurrent state carried to the next window, and every --report iterations a report.
+Two kinds of data flow through it:
 
     text   B streams over a text give windows of S characters; the recurrent state
            carries from window to window (truncated BPTT); every position is scored
@@ -11,12 +12,12 @@ and every --report iterations a report. Two kinds of data flow through it:
            answer steps are scored, through a mask
 
 Below the loop, in this order: Run, which keeps the books of a run (validation, the
-progress line, the CSV log, the best weights and --patience, --lr-decay, divergence,
-checkpoints); the two sources of data and how held-out data is scored; setting a run
-up, fresh or resumed; the modes that do not train (--gradcheck, --sample,
---eval-lengths, --show, --plot); the command line. The models live in rnn-numpy.py,
-lstm-numpy.py and dnc-numpy.py, what they share in common.py, and the platform
-(BLAS threads, the allocator, free memory) in machine.py.
+progress line, the CSV log, the best weights and --patience, the learning rate of each
+step, divergence, checkpoints); the two sources of data and how held-out data is
+scored; setting a run up, fresh or resumed; the modes that do not train (--gradcheck,
+--sample, --eval-lengths, --show, --plot); the command line. The models live in
+rnn-numpy.py, lstm-numpy.py and dnc-numpy.py, what they share in common.py, and the
+platform (BLAS threads, the allocator, free memory) in machine.py.
 """
 import argparse
 import contextlib
@@ -49,9 +50,10 @@ CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
 def train(model, cfg, params, opt, state, source, rng, run):
     """Train until --time, --iters, --patience or Ctrl-C runs out. -> exit code
 
-    model: rnn-, lstm- or dnc-numpy.py;  params, opt.mem: dicts of arrays with the same
-    keys;  state: the recurrent state, batch on axis 0;  source: TextSource or
-    TaskSource;  rng: draws dropout masks (and a task's episodes);  run: a Run, below."""
+    model: rnn-, lstm- or dnc-numpy.py;  params: a dict of arrays;  opt: common.Adagrad,
+    Adam or RMSProp, its state in dicts with the keys of params;  state: the recurrent
+    state, batch on axis 0;  source: TextSource or TaskSource;  rng: draws dropout masks
+    (and a task's episodes);  run: a Run, below."""
     args = run.args
     with ctrl_c_flag() as interrupted:
         while not interrupted and not run.should_stop():
@@ -64,12 +66,13 @@ def train(model, cfg, params, opt, state, source, rng, run):
             grads = model.backward(dlogits, cache)  # backpropagation through the window's S steps
 
             common.clip_global_norm(grads, args.clip)  # once, after the whole backward
-            opt.step(params, grads)  # Adagrad
+            opt.lr = run.learning_rate()  # --lr through --warmup, --lr-schedule and --lr-decay
+            opt.step(params, grads)  # the optimiser (--optim)
             state = new_state  # carried into the next window: truncated BPTT
 
             run.progress.add(loss, mask, inputs)
             run.it += 1
-            if run.it % args.report == 0:
+            if run.report_due():
                 run.report(params)
                 run.save(params, opt, state)
     if interrupted:
@@ -104,7 +107,7 @@ def ctrl_c_flag():
 class Run:
     """What a run keeps besides the model: the iteration count, the progress window,
     the last and best validation (with the best params, --patience and --lr-decay), the
-    divergence watch, the CSV log and the checkpoint."""
+    learning rate of each step, the divergence watch, the CSV log and the checkpoint."""
 
     def __init__(self, args, model, cfg, source, task, vocab, opt, rng, info, threads):
         self.args, self.model, self.cfg, self.source, self.task = args, model, cfg, source, task
@@ -116,18 +119,39 @@ class Run:
         self.val, self.reported, self.stopped, self.saved = None, None, None, False
         self.best_val, self.best_iter = info.get("best_val"), info.get("best_iter")
         self.stale, self.best_params = info.get("stale", 0), None
+        self.lr_scale = info.get("lr_scale", 1.0)  # --lr-decay's factors so far
+        self.next_report = args.report_seconds  # seconds of training (--report-seconds)
         self.has_val = task is not None or len(source.val) > 1
         self.chance = 2 * math.log2(task.V if task else len(vocab))  # two reports above it: diverged
         self.exploded = []  # reports in a row above it (Adagrad's first steps may overshoot once)
 
     def should_stop(self):
-        a, elapsed = self.args, self.progress.elapsed()
-        if (a.iters and self.it - self.start_it >= a.iters) or (a.time and elapsed >= a.time):
+        a, trained = self.args, self.progress.training_seconds()
+        if (a.iters and self.it - self.start_it >= a.iters) or (a.time and trained >= a.time):
             return True
         if a.patience and self.stale >= a.patience:
             self.stopped = f"no new best validation in {a.patience} reports (--patience {a.patience})"
             return True
         return False
+
+    def report_due(self):
+        """Every --report iterations, or with --report-seconds S at every S seconds of
+        training (validating and sampling not counted)."""
+        every = self.args.report_seconds
+        if not every:
+            return self.it % self.args.report == 0
+        trained = self.progress.training_seconds()
+        if trained < self.next_report:
+            return False
+        self.next_report = (trained // every + 1) * every  # the next multiple of S
+        return True
+
+    def learning_rate(self):
+        """The learning rate of the next step: --lr times --lr-decay's factors so far,
+        through --warmup and --lr-schedule, both counted from this run's start."""
+        a, step = self.args, self.it - self.start_it
+        done = step / a.iters if a.iters else self.progress.training_seconds() / a.time if a.time else 0.0
+        return learning_rate(a.lr * self.lr_scale, step, done, a.warmup, a.lr_schedule, a.min_lr_frac)
 
     def report(self, params):
         """Validate, print the progress line, log it, keep the best params, and now and
@@ -145,7 +169,7 @@ class Run:
             log_row(self.args.log, self.it, self.progress, train_loss, self.val)
         if self.val is not None:
             self.keep_best(params, self.val["nats_seq"] if self.task else self.val["nats"])
-        if self.task is None and self.it % (10 * self.args.report) == 0:
+        if self.task is None and not self.args.report_seconds and self.it % (10 * self.args.report) == 0:
             text = self.aside(common.sample, self.model, self.cfg, params, self.vocab, 200, 1.0, "", self.rng)
             print("----\n" + text + "\n----", flush=True)
 
@@ -164,7 +188,7 @@ class Run:
             self.best_params = {k: v.copy() for k, v in params.items()}
         else:
             self.stale += 1
-            self.opt.lr *= self.args.lr_decay
+            self.lr_scale *= self.args.lr_decay
 
     def check_finite(self, loss):
         """Stop at once on a non-finite loss, keeping the last good checkpoint."""
@@ -193,7 +217,7 @@ class Run:
         if not self.args.save or self.exploded:
             return
         a, task = self.args, self.task
-        meta = {"iter": self.it, "lr_scale": opt.lr / a.lr, "best_val": self.best_val, "best_iter": self.best_iter,
+        meta = {"iter": self.it, "lr_scale": self.lr_scale, "best_val": self.best_val, "best_iter": self.best_iter,
                 "stale": self.stale, "seen": self.progress.seen(), "task_seed": self.task_seed,
                 "task": {"name": task.name, "settings": task.settings} if task else None}
         cursors = self.source.batches.cursors if task is None else np.zeros(0, np.int64)
@@ -229,6 +253,23 @@ class Run:
         return s + ", " + aside + saved
 
 
+def learning_rate(base, step, done, warmup=0, schedule="constant", min_frac=0.1):
+    """The learning rate of a step: base (--lr times --lr-decay's factors so far), times
+
+        (step + 1) / warmup                          while step < warmup (--warmup: linear)
+        min_frac + (1 - min_frac) (1 + cos(pi done)) / 2     with --lr-schedule cosine
+
+    step counts from 0; done is the fraction of the run's budget spent (of --iters, else
+    of --time in seconds of training), so the cosine falls from base to min_frac * base
+    (--min-lr-frac) over the run (one cycle of Loshchilov & Hutter's SGDR, 2017)."""
+    lr = base
+    if step < warmup:
+        lr *= (step + 1) / warmup
+    if schedule == "cosine":
+        lr *= min_frac + (1 - min_frac) * (1 + math.cos(math.pi * min(done, 1.0))) / 2
+    return lr
+
+
 # ----------------------------------------------------------------------------------
 # Progress lines and the CSV log
 
@@ -259,9 +300,13 @@ class Progress:
     def elapsed(self):
         return time.perf_counter() - self.start
 
+    def training_seconds(self):
+        """Seconds of this run so far, less those spent validating and sampling."""
+        return self.elapsed() - self.aside
+
     def rate_since(self, mark):
         """-> the training rate since mark (steps, training seconds), and a mark for now"""
-        now = (self.steps, self.elapsed() - self.aside)
+        now = (self.steps, self.training_seconds())
         return (now[0] - mark[0]) / max(now[1] - mark[1], 1e-9), now
 
     def rate(self):
@@ -420,8 +465,9 @@ def evaluate_task(model, cfg, params, task, batches):
 
 
 def start(model, args, ck, task, script):
-    """Build the data, the model, Adagrad and the books, fresh or from the checkpoint ck,
-    then train(). -> exit code"""
+    """Build the data, the model, the optimiser and the books, fresh or from the
+    checkpoint ck, then train(). -> exit code"""
+    choose_optimiser(args, ck)
     dtype = np.dtype(args.dtype)
     if ck is not None:  # the sizes and batching come from the checkpoint
         args.batch, args.seq = ck["info"]["cfg"]["batch"], ck["info"]["cfg"]["seq"]
@@ -441,7 +487,7 @@ def start(model, args, ck, task, script):
     if ck is None:
         rng = np.random.default_rng(args.seed)
         params = model.init_params(cfg, V, rng, dtype)
-        opt = common.Adagrad(params, args.lr)
+        opt = common.OPTIMIZERS[args.optim](params, args.lr)
         state = model.init_state(cfg, params, args.batch)
         info = {}
     else:
@@ -449,8 +495,9 @@ def start(model, args, ck, task, script):
         rng = np.random.default_rng()
         rng.bit_generator.state = info["rng"]
         params = {k: v.astype(dtype) for k, v in ck["param"].items()}
-        opt = common.Adagrad(params, args.lr * info.get("lr_scale", 1.0))  # --lr-decay so far
-        opt.mem = {k: v.astype(dtype) for k, v in ck["adagrad"].items()}
+        opt = common.OPTIMIZERS[args.optim](params, args.lr)
+        opt.load_state({k: {n: a.astype(dtype) for n, a in v.items()} if k in opt.SLOTS else v
+                        for k, v in ck["opt"].items()})  # its slots keyed like params, and its counts
         state = {k: v.astype(dtype) for k, v in ck["state"].items()}
         if task is None:
             source.batches.cursors[:] = ck["cursors"]
@@ -466,10 +513,38 @@ def start(model, args, ck, task, script):
             + (f" (the first {len(source.val_report)} validate each report)"
                if len(source.val_report) < len(source.val) else ""))
     print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}, "
-          f"{threads.describe}" + (f", checkpoint {args.save}" if args.save else ", no checkpoint (--no-save)"))
+          f"{describe_optimiser(args, run.lr_scale)}, {threads.describe}"
+          + (f", checkpoint {args.save}" if args.save else ", no checkpoint (--no-save)"))
     if args.log and ck is None and os.path.exists(args.log):
         open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
     return train(model, cfg, params, opt, state, source, rng, run)
+
+
+def choose_optimiser(args, ck):
+    """--optim: a resumed run goes on with its checkpoint's optimiser (another is refused),
+    a new one takes Adagrad unless told; --lr: that optimiser's default unless given.
+    --lr-schedule cosine needs a budget to fall over."""
+    if ck is not None and args.optim not in (None, ck["optim"]):
+        raise UserError(f"{args.load} was trained with {ck['optim']}; drop --optim {args.optim} "
+                        f"or start a new run")
+    args.optim = args.optim or (ck["optim"] if ck is not None else "adagrad")
+    if args.lr is None:
+        args.lr = common.OPTIMIZERS[args.optim].LR
+    if args.lr_schedule == "cosine" and not (args.iters or args.time):
+        raise UserError("--lr-schedule cosine falls over the run's --iters or --time: give one of them")
+
+
+def describe_optimiser(args, lr_scale):
+    """E.g. 'adam lr 0.002, warm-up 100 steps, cosine to 0.1x over 900 s' for the start line."""
+    s = f"{args.optim} lr {args.lr * lr_scale:g}"
+    if lr_scale != 1:
+        s += f" (--lr {args.lr:g} times {lr_scale:.3g} from --lr-decay)"
+    if args.warmup:
+        s += f", warm-up {args.warmup} steps"
+    if args.lr_schedule == "cosine":
+        budget = f"{args.iters} iterations" if args.iters else f"{args.time:g} s of training"
+        s += f", cosine to {args.min_lr_frac:g}x over {budget}"
+    return s
 
 
 def load_text_source(args, ck, script):
@@ -644,17 +719,33 @@ def make_parser(model, description, defaults):
     p.add_argument("--layers", type=pos_int, help=f"L, stacked layers (default {d['layers']})")
     p.add_argument("--batch", type=pos_int, help=f"B, parallel streams or episodes (default {d['batch']})")
     p.add_argument("--seq", type=pos_int, help=f"S, BPTT window length of a text (default {d['seq']})")
-    p.add_argument("--lr", type=pos_float, default=0.1, help="Adagrad learning rate")
+    p.add_argument("--optim", choices=sorted(common.OPTIMIZERS),
+                   help="the optimiser: adagrad (min-char-rnn's), adam (Kingma & Ba 2015) or rmsprop "
+                        "(TensorFlow 1's, as deepmind/dnc trains); default adagrad, or the checkpoint's")
+    p.add_argument("--lr", type=pos_float,
+                   help="learning rate (default: " + ", ".join(f"{name} {opt.LR:g}" for name, opt in
+                                                                sorted(common.OPTIMIZERS.items())) + ")")
     p.add_argument("--lr-decay", type=pos_float, default=1.0, metavar="F",
                    help="multiply the learning rate by F after every report without a new best validation")
+    p.add_argument("--warmup", type=nonneg_int, default=0, metavar="N",
+                   help="raise the learning rate linearly from lr/N to lr over the first N iterations")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: fall from lr to lr x --min-lr-frac over --iters, else over --time "
+                        "(seconds of training); a resumed run starts its schedule afresh")
+    p.add_argument("--min-lr-frac", type=common.fraction, default=0.1, metavar="F",
+                   help="where --lr-schedule cosine ends, as a fraction of lr")
     p.add_argument("--clip", type=common.nonneg_float, default=5.0, help="global gradient-norm clip (0: off)")
     p.add_argument("--dropout", type=common.fraction, default=0.0, metavar="P",
                    help="dropout between layers and before the output (never on recurrent connections)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="fixes initialisation, batching, episodes, dropout and sampling")
     p.add_argument("--time", type=common.nonneg_float,
-                   help=f"stop after this many seconds of training, 0: no limit (default {d['time']:g})")
+                   help=f"stop after this many seconds of training (validating not counted), 0: no limit "
+                        f"(default {d['time']:g})")
     p.add_argument("--iters", type=nonneg_int, default=0, help="stop after this many iterations (0: no limit)")
     p.add_argument("--report", type=pos_int, default=100, help="iterations between progress lines")
+    p.add_argument("--report-seconds", type=common.nonneg_float, default=0.0, metavar="S",
+                   help="a progress line every S seconds of training instead (validation not counted; "
+                        "no samples), 0: off")
     p.add_argument("--patience", type=nonneg_int, default=5, metavar="K",
                    help="stop after K reports without a new best validation (0: never)")
     p.add_argument("--val-frac", type=common.fraction,

@@ -18,7 +18,7 @@ TIMING = re.compile(r"[\d.]+ s, |[\d.]+ char/s|[\d.]+% of the time|(checkpoint|s
 
 def params_of(path):
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k.startswith(("param/", "adagrad/", "state/"))}
+        return {k: z[k] for k in z.files if k.startswith(("param/", "opt/", "state/"))}
 
 
 def assert_same_arrays(a, b):

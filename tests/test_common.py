@@ -255,10 +255,11 @@ def test_checkpoint_round_trip(tmp_path, model):
     assert ck["info"]["cfg"] == cfg
     assert ck["vocab"].chars == vocab.chars
     np.testing.assert_array_equal(ck["cursors"], [3, 9])
-    for part, ref in (("param", params), ("adagrad", opt.mem), ("state", state), ("best", best)):
-        assert ck[part].keys() == ref.keys()
+    assert ck["optim"] == "adagrad"
+    for got, ref in ((ck["param"], params), (ck["opt"]["mem"], opt.mem), (ck["state"], state), (ck["best"], best)):
+        assert got.keys() == ref.keys()
         for k in ref:
-            np.testing.assert_array_equal(ck[part][k], ref[k])
+            np.testing.assert_array_equal(got[k], ref[k])
     again = np.random.default_rng()
     again.bit_generator.state = ck["info"]["rng"]
     assert again.random() == rng.random()

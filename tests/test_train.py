@@ -48,7 +48,7 @@ def last_line(p):
     return p.stdout.strip().splitlines()[-1]
 
 
-def arrays(path, prefixes=("param/", "adagrad/", "state/", "best/")):
+def arrays(path, prefixes=("param/", "opt/", "state/", "best/")):
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files if k.startswith(prefixes)}
 
@@ -346,8 +346,8 @@ def test_task_resume_is_exact(tmp_path, kind):
     assert re.findall(r"^[\d.]+ s, iter (\d+),", second.stdout, re.M) == ["40", "50"]
     whole, split = arrays(tmp_path / "one.npz"), arrays(tmp_path / "two.npz")
     assert_same_arrays(whole, split)
-    theirs = arrays(tmp_path / "three.npz", ("param/", "adagrad/", "state/"))
-    assert_same_arrays(arrays(tmp_path / "one.npz", ("param/", "adagrad/", "state/")), theirs)
+    theirs = arrays(tmp_path / "three.npz", ("param/", "opt/", "state/"))
+    assert_same_arrays(arrays(tmp_path / "one.npz", ("param/", "opt/", "state/")), theirs)
     ck = common.load_checkpoint(str(tmp_path / "two.npz"), kind)
     assert ck["info"]["iter"] == 50 and ck["info"]["task"]["name"] == "copy"
     # the progress lines after the resume are those of the one run
