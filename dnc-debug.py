@@ -4,8 +4,11 @@ temporal links and a NaN hunt. Exits 1 on any failure.
 
     python dnc-debug.py
     python dnc-debug.py --hidden 8 --memory 8 --width 6 --reads 3 --seq 6 --checks 20
+    python dnc-debug.py --memory 33 --block-floats 2000   # the model in blocks of one batch row
 
 1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
+   the whole memory step, also a batch row at a time (memory_forward's blocks); and the
+   allocation's backward by recursive doubling against its plain reverse loop;
 2. the whole model (controller, memory, output, loss) over --seq steps, every parameter;
 3. invariants on a run: weightings sum to at most 1, links in [0, 1] with a zero diagonal;
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
@@ -46,24 +49,17 @@ def memory_ops(B, N, W, R, rng):
     def names(*keys):
         return lambda douts, grads: dict(zip(keys, grads))
 
-    def step_fwd(I):
-        p = {k: I[k] for k in parts}
-        new, r, cache = dnc.memory_step_forward(p, {k: I["prev_" + k] for k in dnc.MEMORY_STATE})
-        return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
+    def step_check(forward, backward):  # a memory step's pair on named inputs and outputs
+        def fwd(I):
+            new, r, cache = forward({k: I[k] for k in parts}, {k: I["prev_" + k] for k in dnc.MEMORY_STATE})
+            return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
 
-    def step_bwd(douts, cache):
-        dmem = dict(zip(dnc.MEMORY_STATE, douts[:-1]))
-        dparts, dprev = dnc.memory_step_backward(douts[-1], dmem, cache)
-        return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
+        def bwd(douts, cache):
+            dparts, dprev = backward(douts[-1], dict(zip(dnc.MEMORY_STATE, douts[:-1])), cache)
+            return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
+        return fwd, bwd
 
-    def row_blocks(f):  # f with the links done one batch row at a time, as at large N
-        def g(*args):
-            saved, dnc.BLOCK_FLOATS = dnc.BLOCK_FLOATS, N * N
-            try:
-                return f(*args)
-            finally:
-                dnc.BLOCK_FLOATS = saved
-        return g
+    one_row_blocks = lambda p, m: dnc.memory_forward(p, m, block_floats=N * N)  # noqa: E731
 
     ops = [
         ("content weighting", {"M": M, "k": rng.standard_normal((B, R, W)), "beta": 1 + 3 * rng.random((B, R))},
@@ -94,8 +90,9 @@ def memory_ops(B, N, W, R, rng):
         ("forward/backward weightings", {"L": mem["L"], "wr_prev": mem["wr"]},
          lambda I: (lambda f, b, c: ((f, b), c))(*dnc.directional_forward(I["L"], I["wr_prev"])),
          lambda d, c: names("L", "wr_prev")(d, dnc.directional_backward(d[0], d[1], c))),
-        ("read weighting", {"modes": common.softmax(rng.standard_normal((B, R, 3))), "bwd": random_weighting(rng, (B, R, N)),
-                            "cr": random_weighting(rng, (B, R, N), 1.0), "fwd": random_weighting(rng, (B, R, N))},
+        ("read weighting", {"modes": common.softmax(rng.standard_normal((B, R, 3))),
+                            "bwd": random_weighting(rng, (B, R, N)), "cr": random_weighting(rng, (B, R, N), 1.0),
+                            "fwd": random_weighting(rng, (B, R, N))},
          lambda I: dnc.read_weighting_forward(I["modes"], I["bwd"], I["cr"], I["fwd"]),
          lambda d, c: names("modes", "bwd", "cr", "fwd")(d, dnc.read_weighting_backward(d[0], c))),
         ("read vectors", {"M": M, "wr": mem["wr"]},
@@ -107,16 +104,33 @@ def memory_ops(B, N, W, R, rng):
         # the whole step with a memory of no zero row: the lookups' zero-row path, whose
         # 1/sqrt(eps) curvature needs a smaller h, is checked by "content weighting"
         ("one whole memory step", {**parts, **{"prev_" + k: v for k, v in mem.items()},
-                                   "prev_M": rng.standard_normal((B, N, W))}, step_fwd, step_bwd),
-        ("one whole memory step, the links a batch row at a time",
+                                   "prev_M": rng.standard_normal((B, N, W))},
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward)),
+        ("one whole memory step, a batch row at a time",
          {**{k: v.copy() for k, v in parts.items()}, **{"prev_" + k: v.copy() for k, v in mem.items()},
-          "prev_M": rng.standard_normal((B, N, W))}, row_blocks(step_fwd), row_blocks(step_bwd)),
+          "prev_M": rng.standard_normal((B, N, W))}, *step_check(one_row_blocks, dnc.memory_backward)),
     ]
     return ops
 
 
 def as_tuple(out):
     return out if isinstance(out, tuple) else (out,)
+
+
+def check_allocation_doubling(B, rng, sizes=(1, 2, 5, 6, 16, 33), tol=1e-12):
+    """allocation_backward (recursive doubling) against allocation_backward_loop, the plain
+    reverse loop it solves, on random usages and adjoints. -> True if they agree"""
+    print("-- allocation: recursive doubling equals the plain reverse loop --")
+    worst = 0.0
+    for n in sizes:
+        _, cache = dnc.allocation_forward(rng.random((B, n)))
+        da = rng.standard_normal((B, n))
+        fast, loop = dnc.allocation_backward(da, cache), dnc.allocation_backward_loop(da, cache)
+        worst = max(worst, float(np.abs(fast - loop).max() / np.abs(loop).max()))
+    ok = worst <= tol
+    print(f"   N = {', '.join(map(str, sizes))}: largest difference {worst:.1e} of the largest entry "
+          f"(bar {tol:.0e})  {'ok' if ok else 'DIFFERENT'}")
+    return ok
 
 
 def check_op(name, inputs, fwd, bwd, checks, rng, h):
@@ -140,7 +154,7 @@ def check_op(name, inputs, fwd, bwd, checks, rng, h):
 
 def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     """T steps of the model with random parameters on random characters, zero initial
-    state. -> params, list of (new state, memory_step_forward's cache) per step"""
+    state. -> params, list of (new state, memory_forward's cache: a list of Block) per step"""
     params = dnc.init_params(cfg, V, rng, np.float64)
     for v in params.values():
         v += 0.3 * rng.standard_normal(v.shape)
@@ -161,8 +175,9 @@ def check_invariants(cfg, rng):
     worst = {"read weighting sum - 1": -1.0, "write weighting sum - write gate": -1.0,
              "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
              "link diagonal": 0.0, "usage outside [0, 1]": 0.0}
-    for state, cache in run:
-        alloc, gw = cache.write_weighting.alloc, cache.write_weighting.gw  # a_t, g^w (B, 1)
+    for state, blocks in run:  # the step's memory cache: memory_forward's blocks of batch rows, in order
+        alloc = np.concatenate([c.write_weighting.alloc for _, c in blocks])  # a_t (B, N)
+        gw = np.concatenate([c.write_weighting.gw for _, c in blocks])  # g^w (B, 1)
         L, u = state["L"], state["u"]
         worst["read weighting sum - 1"] = max(worst["read weighting sum - 1"], (state["wr"].sum(-1) - 1).max())
         worst["write weighting sum - write gate"] = max(worst["write weighting sum - write gate"],
@@ -209,7 +224,7 @@ def check_no_nan(cfg, rng):
     params, run = run_steps(cfg, 7, 8, B, rng, strength_shift=1e4)
     finite += [np.isfinite(v).all() for state, _ in run for v in state.values()]
     ids = rng.integers(0, 7, (9, B))
-    loss, grads, _ = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, B))
+    loss, grads, _ = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, B), cfg)
     finite += [np.isfinite(loss)] + [np.isfinite(g).all() for g in grads.values()]
     ok = all(finite)
     print(f"zero memory rows, zero key, strengths 1e4: {len(finite)} arrays checked, "
@@ -232,13 +247,15 @@ def main(argv=None):
     p.add_argument("--seq", type=common.positive_int, default=5, help="S, steps of the whole-model check")
     p.add_argument("--seed", type=common.nonneg_int, default=0, help="fixes the random parameters and inputs")
     p.add_argument("--checks", type=common.positive_int, default=10, help="entries checked per tensor")
+    p.add_argument("--block-floats", type=common.positive_int, default=dnc.BLOCK_FLOATS,
+                   help="floats of a block's (rows, N, N) array in the model's memory steps (N * N: one row)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     B, N, W, R = args.batch, args.memory, args.width, args.reads
     cfg = {"hidden": args.hidden, "layers": args.layers, "memory": N, "width": W, "reads": R,
-           "stop_usage_grad": False, "dropout": 0.0}
+           "stop_usage_grad": False, "dropout": 0.0, "block_floats": args.block_floats}
 
-    worst, count, ok = 0.0, 0, True
+    worst, count = 0.0, 0
     print(f"== 1. memory operations against central differences (B={B}, N={N}, W={W}, R={R}) ==")
     for name, inputs, fwd, bwd in memory_ops(B, N, W, R, rng):
         # the all-zero memory row makes the lookup 1/sqrt(eps) sharp: a smaller h there (§10)
@@ -246,6 +263,7 @@ def main(argv=None):
         e, n = check_op(name, inputs, fwd, bwd, args.checks, rng, h)
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
+    ok = check_allocation_doubling(B, rng)
 
     print(f"\n== 2. the whole model over {args.seq} steps, every parameter, {cfg} ==")
     e, n = common.check_model_gradients(dnc, cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed, tol=TOL)
@@ -261,7 +279,7 @@ def main(argv=None):
 
     passed = common.gradcheck_verdict(worst, count, TOL) and ok
     if not ok:
-        print("some invariant, direction or finiteness check failed (see above)")
+        print("the allocation's doubling, an invariant, the direction or finiteness failed (see above)")
     return 0 if passed else 1
 
 

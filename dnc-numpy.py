@@ -15,8 +15,12 @@ from usage and free gates, erase and write, the temporal link matrix and precede
 forward / backward / content read modes. Equation names and section numbers (§) refer
 to docs/dnc.md, which explains and derives every forward and backward formula used
 here. Shapes follow the legend in common.py; every op below is vectorised over the batch
-B and the heads R, with no Python loop over rows or heads (the allocation's backward
-loops over the N slots of the free list, each step over the whole batch).
+B and the heads R, with no Python loop over rows, heads or slots (the allocation's
+backward solves its recursion along the free list by recursive doubling, log2 N rounds;
+the plain loop over the slots stands beside it as its reference). memory_step_forward
+runs the ops in the paper's order (§4); at large N, memory_forward runs it on a few
+batch rows at a time, so that a block's (rows, N, N) links stay in the processor's cache
+(§11); up to N 128 at batch 32 that is one call on the whole batch.
 
 Per time step t (§4):
     controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
@@ -227,14 +231,40 @@ def allocation_backward(da, cache):
     """da (B, N) -> du (B, N), division-free (§5, §7.5).
 
     VJP for a fixed free list phi, in free-list order (u_k the clamped usages sorted, P_k
-    their exclusive cumulative product): du_k = P_k (T_k - da_k), where
-    T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i is built from the end of the list,
-    T = 0 past the last slot and T_{k-1} = da_k (1 - u_k) + u_k T_k; times the clamp's
-    (1 - eps). A loop over the N slots, each step over the whole batch."""
+    their exclusive cumulative product): du_k = P_k (T_k - da_k), times the clamp's
+    (1 - eps), with T_k = sum_{j>k} da_j (1 - u_j) prod_{k<i<j} u_i. The reference is the
+    plain reverse loop over the slots, allocation_backward_loop:
+        T = 0;  for k = N-1, ..., 0:  du_k = P_k (T - da_k);  T = da_k (1 - u_k) + u_k T
+    Here that recurrence, T_k = c_k + m_k T_{k+1} with c_k = da_{k+1} (1 - u_{k+1}) and
+    m_k = u_{k+1}, is solved for every k at once by recursive doubling: substituting
+    T_{k+d} = c_{k+d} + m_{k+d} T_{k+2d} gives T_k = (c_k + m_k c_{k+d}) + (m_k m_{k+d}) T_{k+2d},
+    so log2(N) rounds over the whole batch; once d >= N, T = c. Against the loop: the training
+    step 1.01x faster at N 16, 1.09x at N 64, 1.22x at N 256; the op 5x at N 1024 and 4096."""
+    rows, phi, us, P = cache
+    N = us.shape[1]
+    das = da[rows, phi]  # (B, N) the adjoints in free-list order
+    c = np.zeros_like(us)  # (B, N) c_k = da_{k+1} (1 - u_{k+1}); 0 for the last slot
+    c[:, :-1] = das[:, 1:] * (1 - us[:, 1:])
+    m = np.zeros_like(us)  # (B, N) m_k = u_{k+1}; 0 for the last slot: T is 0 past it
+    m[:, :-1] = us[:, 1:]
+    d = 1
+    while d < N:  # now T_k = c_k + m_k T_{k+d}, and m_k = 0 wherever k + d is past the end
+        c[:, :-d] = c[:, :-d] + m[:, :-d] * c[:, d:]
+        m[:, :-d] = m[:, :-d] * m[:, d:]
+        d *= 2
+    du = np.empty_like(da)
+    du[rows, phi] = P * (c - das) * (1 - EPS)  # back to slot order, through the clamp
+    return du
+
+
+def allocation_backward_loop(da, cache):
+    """The reference for allocation_backward, the same VJP as the plain reverse loop of its
+    docstring: N Python steps, each over the whole batch (dnc-debug.py and the tests check
+    that the two agree)."""
     rows, phi, us, P = cache
     das = da[rows, phi]  # (B, N) the adjoints in free-list order
     dus = np.empty_like(us)
-    T = np.zeros_like(us[:, 0])  # (B,) T_N = 0: nothing past the last slot
+    T = np.zeros_like(us[:, 0])  # (B,) nothing past the last slot
     for k in reversed(range(us.shape[1])):
         dus[:, k] = P[:, k] * (T - das[:, k])
         T = das[:, k] * (1 - us[:, k]) + us[:, k] * T  # T_{k-1}
@@ -331,10 +361,15 @@ def precedence_backward(dp, cache):
     return keep * dp, dp - np.einsum("bn,bn->b", dp, p_prev)[:, None]
 
 
+class DirectionalCache(NamedTuple):
+    L: np.ndarray  # (B, N, N) the link matrix L_t
+    wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
+
+
 def directional_forward(L, wr_prev):
     """Forward and backward weightings f^i = L w^{r,i}_{t-1}, b^i = L^T w^{r,i}_{t-1} (§4, step 10).
     L (B, N, N), wr_prev (B, R, N) -> fwd, bwd (B, R, N)"""
-    return wr_prev @ L.transpose(0, 2, 1), wr_prev @ L, (L, wr_prev)
+    return wr_prev @ L.transpose(0, 2, 1), wr_prev @ L, DirectionalCache(L, wr_prev)
 
 
 def directional_backward(dfwd, dbwd, cache):
@@ -378,59 +413,6 @@ def read_backward(dr, cache):
 
 
 # ----------------------------------------------------------------------------------
-# The links a block of batch rows at a time (the rows of a batch are independent)
-
-# at N 256 (8 MiB per (B, N, N) array) blocks keep the link arrays in the cache: 1.22-1.25x the training step
-BLOCK_FLOATS = 2 ** 19  # floats of one block's (rows, N, N) array: 2 MiB in float32
-
-
-def batch_blocks(B, N):
-    """Slices of the batch rows whose (rows, N, N) arrays have about BLOCK_FLOATS floats
-    (up to N 128 at batch 32, one slice: the whole batch)."""
-    rows = max(1, BLOCK_FLOATS // (N * N))
-    return [slice(i, min(i + rows, B)) for i in range(0, B, rows)]
-
-
-class LinkBlock(NamedTuple):
-    rows: slice  # the batch rows of the block
-    link: tuple  # link_forward's cache for them
-    directional: tuple  # directional_forward's cache for them
-
-
-def links_forward(L_prev, ww, p_prev, wr_prev):
-    """Steps 8 and 10 of §4, a block of rows at a time: L = link_forward(L_prev, ww, p_prev),
-    then fwd, bwd = directional_forward(L, wr_prev).
-    -> L (B, N, N), fwd, bwd (B, R, N), cache: a LinkBlock per block"""
-    blocks = batch_blocks(*ww.shape)
-    if len(blocks) == 1:  # the whole batch at once
-        L, c_link = link_forward(L_prev, ww, p_prev)
-        fwd, bwd, c_dir = directional_forward(L, wr_prev)
-        return L, fwd, bwd, [LinkBlock(blocks[0], c_link, c_dir)]
-    L, fwd, bwd, cache = np.empty_like(L_prev), np.empty_like(wr_prev), np.empty_like(wr_prev), []
-    for b in blocks:
-        L[b], c_link = link_forward(L_prev[b], ww[b], p_prev[b])
-        fwd[b], bwd[b], c_dir = directional_forward(L[b], wr_prev[b])
-        cache.append(LinkBlock(b, c_link, c_dir))
-    return L, fwd, bwd, cache
-
-
-def links_backward(dfwd, dbwd, dL_next, cache):
-    """Steps 5 and 7 of §6, a block of rows at a time: dL, dwr_prev = directional_backward(dfwd,
-    dbwd), L_t's adjoint completed with dL_next from step t+1, then link_backward(dL).
-    -> dL_prev (B, N, N), dwr_prev (B, R, N), dww, dp_prev (B, N)"""
-    if len(cache) == 1:  # the whole batch at once
-        dL, dwr_prev = directional_backward(dfwd, dbwd, cache[0].directional)
-        dL_prev, dww, dp_prev = link_backward(dL + dL_next, cache[0].link)
-        return dL_prev, dwr_prev, dww, dp_prev
-    dL_prev, dwr_prev = np.empty_like(dL_next), np.empty_like(dfwd)
-    dww, dp_prev = np.empty_like(dfwd[:, 0]), np.empty_like(dfwd[:, 0])
-    for b, c_link, c_dir in cache:
-        dL, dwr_prev[b] = directional_backward(dfwd[b], dbwd[b], c_dir)
-        dL_prev[b], dww[b], dp_prev[b] = link_backward(dL + dL_next[b], c_link)
-    return dL_prev, dwr_prev, dww, dp_prev
-
-
-# ----------------------------------------------------------------------------------
 # One memory step: the ops in the order of §4, and their backward in the order of §6
 
 MEMORY_STATE = ("M", "u", "ww", "p", "L", "wr")
@@ -444,8 +426,9 @@ class MemoryCache(NamedTuple):
     write_lookup: tuple
     write_weighting: WriteWeightingCache
     write: tuple
-    links: list  # link_forward's and directional_forward's: links_forward's LinkBlocks
+    link: tuple
     precedence: tuple
+    directional: DirectionalCache
     read_lookup: tuple
     read_weighting: tuple
     read: tuple
@@ -462,16 +445,16 @@ def memory_step_forward(parts, mem):
     cw, c_wlook = content_forward(mem["M"], parts["write_key"], parts["write_strength"])  # 5. old memory
     ww, c_ww = write_weighting_forward(alloc, cw[:, 0], parts["alloc_gate"], parts["write_gate"])  # 6.
     M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])  # 7. erase, write
-    # 8. link matrix, with p_{t-1}, and 10. the forward and backward weightings on it
-    L, fwd, bwd, c_links = links_forward(mem["L"], ww, mem["p"], mem["wr"])
-    p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence (reads neither L_t nor 10.)
+    L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
+    p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
+    fwd, bwd, c_dir = directional_forward(L, mem["wr"])  # 10. forward and backward weightings
     cr, c_rlook = content_forward(M, parts["read_keys"], parts["read_strengths"])  # 11. new memory
     wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
     r, c_read = read_forward(M, wr)  # 13. read vectors
     new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
     cache = MemoryCache(retention=c_ret, usage=c_use, allocation=c_alloc, write_lookup=c_wlook,
-                        write_weighting=c_ww, write=c_write, links=c_links, precedence=c_prec,
-                        read_lookup=c_rlook, read_weighting=c_rw, read=c_read)
+                        write_weighting=c_ww, write=c_write, link=c_link, precedence=c_prec,
+                        directional=c_dir, read_lookup=c_rlook, read_weighting=c_rw, read=c_read)
     return new, r, cache
 
 
@@ -487,9 +470,10 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, cache.read_weighting)  # 3.
     dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, cache.read_lookup)  # 4. on M_t
     dM = dmem["M"] + dM_read + dM_look  # M_t's adjoint is complete
-    # 5. the directional weightings, then 7. the links (L_t's adjoint is complete between)
-    dL_prev, dwr_dir, dww_link, dp_link = links_backward(dfwd, dbwd, dmem["L"], cache.links)
+    dL_dir, dwr_dir = directional_backward(dfwd, dbwd, cache.directional)  # 5.
+    dL = dmem["L"] + dL_dir  # L_t's adjoint is complete
     dp_prec, dww_prec = precedence_backward(dmem["p"], cache.precedence)  # 6.
+    dL_prev, dww_link, dp_link = link_backward(dL, cache.link)  # 7.
     dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, cache.write)  # 8.
     dww = dmem["ww"] + dww_prec + dww_link + dww_write  # w^w_t's adjoint is complete
     dalloc, dcw, d["alloc_gate"], d["write_gate"] = write_weighting_backward(dww, cache.write_weighting)  # 9.
@@ -500,6 +484,67 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prec + dp_link,
                  "L": dL_prev, "wr": dwr_dir + dwr_ret}
     return d, dmem_prev
+
+
+# ----------------------------------------------------------------------------------
+# The memory step over blocks of batch rows (§11): the rows of a batch are independent
+
+BLOCK_FLOATS = 2 ** 19  # a (rows, N, N) array of 2 MiB in float32 stays in the cache: 1.03-1.12x the step at N 256
+
+
+def batch_blocks(B, N, block_floats=BLOCK_FLOATS):
+    """Slices of the B batch rows whose (rows, N, N) arrays have about block_floats
+    floats; one slice, the whole batch, up to N 128 at batch 32."""
+    rows = max(1, block_floats // (N * N))
+    return [slice(i, min(i + rows, B)) for i in range(0, B, rows)]
+
+
+class Block(NamedTuple):
+    rows: slice  # the batch rows of the block
+    cache: MemoryCache  # memory_step_forward's cache for those rows
+
+
+def memory_forward(parts, mem, block_floats=BLOCK_FLOATS):
+    """memory_step_forward on blocks of batch rows in turn (§11): parts, mem as there
+    -> new mem dict, r (B, R, W), cache: a list of Block, in row order. With one block (up
+    to N 128 at batch 32) that is one call on the whole batch, nothing copied; with several,
+    each block's results are written into the batch's arrays. The cache is a list even for
+    one block, so that its readers (discrete_choices, dnc-debug.py) read one shape."""
+    B, N = mem["u"].shape
+    blocks = batch_blocks(B, N, block_floats)
+    if len(blocks) == 1:  # the whole batch in one call, nothing copied
+        new, r, cache = memory_step_forward(parts, mem)
+        return new, r, [Block(blocks[0], cache)]
+    new = {k: np.empty_like(mem[k]) for k in MEMORY_STATE}
+    r = np.empty_like(mem["M"], shape=(B, mem["wr"].shape[1], mem["M"].shape[2]))
+    cache = []
+    for rows in blocks:
+        new_rows, r[rows], c = memory_step_forward({k: v[rows] for k, v in parts.items()},
+                                                   {k: mem[k][rows] for k in MEMORY_STATE})
+        for k in MEMORY_STATE:
+            new[k][rows] = new_rows[k]
+        # the block's cache reads L_t from the batch's array, not from a copy of its own (at N 256
+        # the cache of a window would be 614 MiB instead of 358)
+        cache.append(Block(rows, c._replace(directional=c.directional._replace(L=new["L"][rows]))))
+    return new, r, cache
+
+
+def memory_backward(dr, dmem, cache, stop_usage_grad=False):
+    """memory_step_backward block by block, in reverse: dr (B, R, W), dmem (the inbox),
+    cache: memory_forward's list of Block -> dparts, dmem_prev as there"""
+    if len(cache) == 1:  # the whole batch in one call
+        return memory_step_backward(dr, dmem, cache[0].cache, stop_usage_grad)
+    B = dr.shape[0]
+    dparts, dmem_prev = {}, {k: np.empty_like(dmem[k]) for k in MEMORY_STATE}
+    for rows, c in reversed(cache):
+        d, dprev = memory_step_backward(dr[rows], {k: dmem[k][rows] for k in MEMORY_STATE}, c, stop_usage_grad)
+        for k, v in d.items():
+            if k not in dparts:  # (B, ...), the shape of the part
+                dparts[k] = np.empty_like(v, shape=(B,) + v.shape[1:])
+            dparts[k][rows] = v
+        for k in MEMORY_STATE:
+            dmem_prev[k][rows] = dprev[k]
+    return dparts, dmem_prev
 
 
 # ----------------------------------------------------------------------------------
@@ -585,7 +630,7 @@ class StepCache(NamedTuple):
     controller: list  # lstm_step_forward's cache of each layer, handed back to it as it is
     drops: list  # DropCache of each layer l > 0
     interface: InterfaceCache
-    memory: MemoryCache
+    memory: list  # memory_forward's Blocks of batch rows, each with its MemoryCache
 
 
 def dnc_step_forward(params, x, state, cfg, rng=None):
@@ -593,8 +638,9 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
 
     x (B,) int, state: dict (init_state) -> hcat (B, LH) controller output, r (B, R, W)
     current reads, new state, cache. The output layer is left to the caller, so that a
-    window's logits come from one matrix product. rng: draws the dropout masks between
-    controller layers (None: no dropout)."""
+    window's logits come from one matrix product. cfg: model_cfg's (its "block_floats" sizes
+    memory_forward's blocks); rng: draws the dropout masks between controller layers (None:
+    no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
     new, hs, controller, below, drops = {}, [], [], None, []
@@ -612,7 +658,7 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
     hcat = hs[0] if Lyr == 1 else np.concatenate(hs, axis=1)  # (B, LH)
     xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
     parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"])
-    mem, r, c_memory = memory_step_forward(parts, {k: state[k] for k in MEMORY_STATE})
+    mem, r, c_memory = memory_forward(parts, {k: state[k] for k in MEMORY_STATE}, cfg["block_floats"])
     new.update(mem)
     new["r"] = r
     return hcat, r, new, StepCache(state, controller, drops, c_interface, c_memory)
@@ -626,14 +672,15 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
     -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)"""
     _, controller, drops, c_interface, c_memory = cache  # the state is read by backward()
     Lyr, H = cfg["layers"], cfg["hidden"]
-    dparts, dmem_prev = memory_step_backward(dr + dstate["r"], dstate, c_memory, cfg["stop_usage_grad"])
+    dparts, dmem_prev = memory_backward(dr + dstate["r"], dstate, c_memory, cfg["stop_usage_grad"])
     dxi = interface_backward(dparts, c_interface)
     dhcat = dhcat + dxi @ params["Wxi"].T
     dprev, dzs, dh_from_above = dict(dmem_prev), [None] * Lyr, 0
     dr_prev = 0
     for l in reversed(range(Lyr)):
         dh = dhcat[:, l * H:(l + 1) * H] + dstate[f"h{l}"] + dh_from_above
-        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], controller[l], params[f"Wh{l}"])
+        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], controller[l],
+                                                                     params[f"Wh{l}"])
         dzs[l] = dz
         dr_prev = dr_prev + dz @ params[f"Wr{l}"].T
         if l > 0:
@@ -712,8 +759,9 @@ def step(params, x, state):
 
 def discrete_choices(cache):
     """The free-list orders phi (S, B, N) of a forward: the gradient treats them as
-    constants (§5), so a gradient check must not difference across a change of them."""
-    return np.stack([step.memory.allocation.phi for step in cache.steps])
+    constants (§5), so a gradient check must not difference across a change of them.
+    Each step's blocks of batch rows (memory_forward) are joined again, in row order."""
+    return np.stack([np.concatenate([c.allocation.phi for _, c in step.memory]) for step in cache.steps])
 
 
 def memory_pictures(params, inputs, cfg):
@@ -744,13 +792,15 @@ def memory_pictures(params, inputs, cfg):
 def model_cfg(params, state, cfg=None, rng=None):
     """The sizes, read off the arrays, so forward works for any params / state pair; and
     the options that no array shows from the run's configuration cfg: --stop-usage-grad
-    (off when cfg is None) and --dropout (on only when an rng draws the masks)."""
+    (off when cfg is None), --dropout (on only when an rng draws the masks) and the size of
+    memory_forward's blocks of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
     B, R, N = state["wr"].shape
     cfg = cfg or {}
     return {"hidden": params["Wh0"].shape[0], "layers": sum(k.startswith("Wh") for k in params),
             "memory": N, "width": state["M"].shape[2], "reads": R,
             "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
-            "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0}
+            "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0,
+            "block_floats": cfg.get("block_floats", BLOCK_FLOATS)}
 
 
 if __name__ == "__main__":

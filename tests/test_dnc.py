@@ -7,6 +7,7 @@ line (training, sampling, checkpoints, resume, --gradcheck).
 Everything numerical runs in float64 at tiny sizes with fixed seeds. The per-op measure is
 that of docs/dnc.md §10: max |num - ana| / max |ana| over each input tensor, every entry checked.
 """
+import functools
 import io
 import json
 import os
@@ -123,8 +124,9 @@ def window_loss(params, inputs, targets, state):
     return common.cross_entropy(logits, targets)[0]
 
 
-def cfg_of(H=6, layers=1, N_=5, W_=4, R_=2, stop=False):
-    return {"hidden": H, "layers": layers, "memory": N_, "width": W_, "reads": R_, "stop_usage_grad": stop}
+def cfg_of(H=6, layers=1, N_=5, W_=4, R_=2, stop=False, block_floats=dnc.BLOCK_FLOATS):
+    return {"hidden": H, "layers": layers, "memory": N_, "width": W_, "reads": R_, "stop_usage_grad": stop,
+            "block_floats": block_floats}
 
 
 # ----------------------------------------------------------------------------------
@@ -210,16 +212,33 @@ def test_usage_stop_write_grad_zeroes_only_dww_prev():
     np.testing.assert_array_equal(stop[2], full[2])  # dpsi unchanged
 
 
+@pytest.mark.parametrize("backward", ["allocation_backward", "allocation_backward_loop"])
 @pytest.mark.parametrize("n", [1, 2, N, 8])
-def test_allocation_vjp(n):
-    """The backward's loop over the free list, from one slot (nothing before or after it) up."""
+def test_allocation_vjp(n, backward):
+    """The backward over the free list, from one slot (nothing before or after it) up: the
+    recursive doubling and the plain reverse loop it solves."""
     rng = np.random.default_rng(7)
     u = distinct_usage(rng, (B, n))
     u[1, np.argmin(u[1])] = 0.0  # an exactly zero usage: the naive backward divides by it
     assert n == 1 or min_sorted_gap(u) > 1e-3
     errors = vjp_errors(lambda I: dnc.allocation_forward(I["u"]),
-                        lambda G, c: {"u": dnc.allocation_backward(G[0], c)}, {"u": u}, h=1e-7)
+                        lambda G, c: {"u": getattr(dnc, backward)(G[0], c)}, {"u": u}, h=1e-7)
     assert_small(errors)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 16, 33, 64])
+def test_allocation_doubling_equals_the_plain_loop(n):
+    """allocation_backward solves the reverse recursion T_{k-1} = da_k (1 - u_k) + u_k T_k by
+    recursive doubling; its reference, allocation_backward_loop, runs it slot by slot. The
+    same adjoints in float64, to 1e-12 of the largest, with ties and a zero usage among them."""
+    rng = np.random.default_rng(n)
+    u = rng.random((4, n))
+    u[1] = 0.0  # a fresh memory: every usage tied at zero
+    u[2, 0] = 0.0
+    _, cache = dnc.allocation_forward(u)
+    da = rng.standard_normal((4, n))
+    fast, loop = dnc.allocation_backward(da, cache), dnc.allocation_backward_loop(da, cache)
+    assert np.abs(fast - loop).max() <= 1e-12 * np.abs(loop).max()
 
 
 def test_allocation_forward_values():
@@ -381,7 +400,14 @@ def memory_step_inputs(rng, Bm=B, Nm=N, Wm=W, Rm=R):
     return parts, mem
 
 
-def memory_step_check(stop, seed=18):
+def memory_step_check(stop, seed=18, block_floats=None):
+    """The memory step as a VJP check on named inputs; with block_floats, memory_forward and
+    memory_backward in blocks of that size instead of the step itself."""
+    if block_floats is None:
+        step_forward, step_backward = dnc.memory_step_forward, dnc.memory_step_backward
+    else:
+        step_forward = functools.partial(dnc.memory_forward, block_floats=block_floats)
+        step_backward = dnc.memory_backward
     rng = np.random.default_rng(seed)
     parts, mem = memory_step_inputs(rng)
     inputs = {**{"part/" + k: v for k, v in parts.items()}, **{"prev/" + k: v for k, v in mem.items()}}
@@ -392,11 +418,11 @@ def memory_step_check(stop, seed=18):
         prev = {k: I["prev/" + k] for k in mem}
         if stop:  # w^w_{t-1} (used by usage alone) enters as an external constant
             prev["ww"] = ww_const
-        new, r, cache = dnc.memory_step_forward({k: I["part/" + k] for k in parts}, prev)
+        new, r, cache = step_forward({k: I["part/" + k] for k in parts}, prev)
         return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
 
     def bwd(G, cache):
-        dparts, dprev = dnc.memory_step_backward(G[-1], dict(zip(dnc.MEMORY_STATE, G[:-1])), cache, stop)
+        dparts, dprev = step_backward(G[-1], dict(zip(dnc.MEMORY_STATE, G[:-1])), cache, stop)
         return {**{"part/" + k: v for k, v in dparts.items()}, **{"prev/" + k: v for k, v in dprev.items()}}
 
     new, _, _ = dnc.memory_step_forward(parts, mem)
@@ -411,38 +437,54 @@ def test_memory_step_vjp():
     assert_small(errors)
 
 
-def test_memory_step_vjp_over_batch_blocks(monkeypatch):
-    """The links done a batch row at a time (as at large N) pass the same check."""
-    monkeypatch.setattr(dnc, "BLOCK_FLOATS", N * N)
-    assert len(dnc.batch_blocks(B, N)) == B
-    inputs, fwd, bwd = memory_step_check(stop=False)
+def test_memory_forward_in_blocks_of_one_row_vjp():
+    """memory_forward / memory_backward a batch row at a time (blocks, as at large N, in
+    miniature) pass the step's check, with and without the stop-gradient."""
+    assert len(dnc.batch_blocks(B, N, N * N)) == B
+    inputs, fwd, bwd = memory_step_check(stop=False, block_floats=N * N)
     assert_small(vjp_errors(fwd, bwd, inputs))
+    inputs, fwd, bwd = memory_step_check(stop=True, block_floats=N * N)
+    assert_small(vjp_errors(fwd, bwd, inputs, zero_ok=("prev/ww",)))
 
 
-def test_batch_blocks_give_the_whole_batch_result(monkeypatch):
-    """Blocks of 1 and of 2 rows (the last one short) against the whole batch at once: the
-    same new state, reads and adjoints, to round-off of the same float64 operations."""
+@pytest.mark.parametrize("rows, sizes", [(1, [1] * 5), (2, [2, 2, 1]), (3, [3, 2]), (5, [5]), (8, [5])])
+def test_memory_forward_in_blocks_equals_the_whole_batch(rows, sizes):
+    """memory_forward in blocks of `rows` of 5 batch rows (the last block short at 2 and 3;
+    one block at 5 and 8, the step itself) against memory_step_forward / _backward on the
+    whole batch: the same new state, reads and adjoints in float64, the inbox untouched."""
     rng = np.random.default_rng(5)
     Bb = 5
     parts, mem = memory_step_inputs(rng, Bm=Bb)
-    G = [rng.standard_normal(mem[k].shape) for k in dnc.MEMORY_STATE]
+    dmem = {k: rng.standard_normal(mem[k].shape) for k in dnc.MEMORY_STATE}
     dr = rng.standard_normal((Bb, R, W))
-
-    def run():
+    before = {k: v.copy() for k, v in dmem.items()}
+    for stop in (False, True):
         new, r, cache = dnc.memory_step_forward(parts, mem)
-        dparts, dprev = dnc.memory_step_backward(dr, dict(zip(dnc.MEMORY_STATE, G)), cache)
-        return [new[k] for k in dnc.MEMORY_STATE] + [r] + list(dparts.values()) + list(dprev.values())
+        dparts, dprev = dnc.memory_step_backward(dr, dmem, cache, stop)
+        new_b, r_b, blocks = dnc.memory_forward(parts, mem, block_floats=rows * N * N)
+        assert [b.rows.stop - b.rows.start for b in blocks] == sizes
+        dparts_b, dprev_b = dnc.memory_backward(dr, dmem, blocks, stop)
+        assert dparts_b.keys() == dparts.keys() and dprev_b.keys() == dprev.keys() == new_b.keys() == new.keys()
+        for a, b in zip([*new.values(), r, *dparts.values(), *dprev.values()],
+                        [*new_b.values(), r_b, *dparts_b.values(), *dprev_b.values()]):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
+    for k in dnc.MEMORY_STATE:
+        np.testing.assert_array_equal(dmem[k], before[k], err_msg=k)
 
-    G_before = [g.copy() for g in G]
-    whole = run()
-    for rows, n_blocks in ((1, 5), (2, 3)):
-        monkeypatch.setattr(dnc, "BLOCK_FLOATS", rows * N * N)
-        assert [b.stop - b.start for b in dnc.batch_blocks(Bb, N)] == [rows] * (n_blocks - 1) + [Bb - rows * (n_blocks - 1)]
-        for a, b in zip(whole, run()):
-            assert a.shape == b.shape
-            np.testing.assert_allclose(b, a, rtol=0, atol=1e-14)
-    for g, g0 in zip(G, G_before):  # no run of the step's backward changed its inbox
-        np.testing.assert_array_equal(g, g0)
+
+def test_memory_step_backward_leaves_its_inputs_untouched():
+    """The step's backward reads its inbox and dr, and writes none of them."""
+    rng = np.random.default_rng(5)
+    parts, mem = memory_step_inputs(rng)
+    dmem = {k: rng.standard_normal(mem[k].shape) for k in dnc.MEMORY_STATE}
+    dr = rng.standard_normal((B, R, W))
+    before = {k: v.copy() for k, v in dmem.items()}, dr.copy()
+    _, _, cache = dnc.memory_step_forward(parts, mem)
+    dnc.memory_step_backward(dr, dmem, cache)
+    for k in dnc.MEMORY_STATE:
+        np.testing.assert_array_equal(dmem[k], before[0][k], err_msg=k)
+    np.testing.assert_array_equal(dr, before[1])
 
 
 def test_memory_step_stop_usage_grad():
@@ -505,6 +547,29 @@ def test_model_gradients_catch_a_wrong_memory_backward(monkeypatch):
     monkeypatch.setattr(dnc, "link_backward", wrong)
     worst, _ = common.check_model_gradients(dnc, cfg_of(), checks=12, out=io.StringIO())
     assert worst > 1e-4
+
+
+def test_model_in_blocks_of_rows_equals_one_block():
+    """The whole model with memory_forward's blocks of one batch row (cfg's block_floats):
+    the same logits, last state, gradients and free-list orders (discrete_choices reads
+    every block) as with the whole batch in one block."""
+    cfg = cfg_of()
+    params, state, inputs, targets, _ = model_setup(cfg, seed=28)
+    runs = []
+    for block_floats, n_blocks in ((dnc.BLOCK_FLOATS, 1), (cfg["memory"] ** 2, 3)):
+        run_cfg = dict(cfg, block_floats=block_floats)
+        logits, last, cache = dnc.forward(params, inputs, common.copy_state(state), run_cfg)
+        assert all(len(step.memory) == n_blocks for step in cache.steps)
+        grads = dnc.backward(common.cross_entropy(logits, targets)[1], cache)
+        runs.append((logits, last, grads, dnc.discrete_choices(cache)))
+    (logits, last, grads, phi), (logits_b, last_b, grads_b, phi_b) = runs
+    assert phi.shape == phi_b.shape == (inputs.shape[0], 3, cfg["memory"])
+    np.testing.assert_array_equal(phi_b, phi)
+    np.testing.assert_allclose(logits_b, logits, rtol=1e-13, atol=1e-15)
+    for k in last:
+        np.testing.assert_allclose(last_b[k], last[k], rtol=1e-13, atol=1e-15, err_msg=k)
+    for k in grads:
+        np.testing.assert_allclose(grads_b[k], grads[k], rtol=1e-12, atol=1e-15, err_msg=k)
 
 
 # ----------------------------------------------------------------------------------
@@ -907,7 +972,7 @@ def test_cli_same_seed_same_training(trained, tmp_path):
     assert [b for _, b in bpc_lines(q.stdout)] == [b for _, b in bpc_lines(p.stdout)]
     a, b = _load(d / "ck.npz"), _load(tmp_path / "again.npz")
     for k in a:
-        if k.startswith(("param/", "adagrad/", "state/")):
+        if k.startswith(("param/", "opt/", "state/")):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
@@ -920,7 +985,7 @@ def test_cli_exact_resume(trained, tmp_path):
     assert q2.returncode == 0, q2.stderr
     assert "resumed" in q2.stdout and "iter 60" in q2.stdout
     whole, split = _load(d / "ck.npz"), _load(part)
-    keys = [k for k in whole if k.startswith(("param/", "adagrad/", "state/"))] + ["cursors"]
+    keys = [k for k in whole if k.startswith(("param/", "opt/", "state/"))] + ["cursors"]
     assert sum(k.startswith("param/") for k in keys) >= 9
     for k in keys:
         np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
@@ -951,18 +1016,40 @@ def test_cli_gradcheck():
 
 
 def test_dnc_debug_passes():
-    """`python dnc-debug.py`, as a user runs it: every op (the whole memory step also with
-    the links a batch row at a time), the model, invariants, direction, no NaN."""
+    """`python dnc-debug.py`, as a user runs it: every op, the whole memory step (also a
+    batch row at a time), the allocation's doubling against its loop, the model,
+    invariants, direction, no NaN."""
     r = run_dnc(script="dnc-debug.py")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     for section in ("== 1.", "== 2.", "== 3.", "== 4.", "== 5."):
         assert section in out
-    assert "-- one whole memory step, the links a batch row at a time --" in out
+    assert "-- one whole memory step --" in out
+    assert "-- one whole memory step, a batch row at a time --" in out
+    assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
+                     r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
     assert len(errors) == 15 and max(errors) < TOL  # 14 ops and the model
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
     assert m and float(m.group(1)) < TOL and int(m.group(2)) == 72, out[-500:]
+
+
+def test_dnc_debug_with_blocks_of_one_row(capfd):
+    """--block-floats reaches the model: N 7, blocks of 49 floats, one batch row each."""
+    debug = common.load_script("dnc-debug.py")
+    assert debug.main(["--memory", "7", "--block-floats", "49", "--seq", "3", "--checks", "4"]) == 0
+    out = capfd.readouterr().out
+    assert "'block_floats': 49" in out and out.strip().endswith("PASS")
+
+
+def test_dnc_debug_fails_on_an_allocation_doubling_that_differs(monkeypatch, capfd):
+    """A doubling off by 1e-9 of its value passes every finite-difference check (bar 1e-6)
+    but not the comparison with the loop (bar 1e-12): exit 1."""
+    debug = common.load_script("dnc-debug.py")
+    real = debug.dnc.allocation_backward
+    monkeypatch.setattr(debug.dnc, "allocation_backward", lambda da, cache: real(da, cache) * (1 + 1e-9))
+    assert debug.main(["--checks", "2", "--seq", "2"]) == 1
+    assert "DIFFERENT" in capfd.readouterr().out
 
 
 def test_dnc_debug_fails_on_a_wrong_backward(monkeypatch, capfd):
