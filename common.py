@@ -234,13 +234,10 @@ def bpc(nats):
 
 
 def sigmoid(x):
-    """Logistic sigmoid 1 / (1 + exp(-x)), elementwise.
-
-    For x very negative exp(-x) overflows to inf and the result is exactly 0, as it
-    should be; that overflow is expected, so its warning is silenced here and only here.
-    """
-    with np.errstate(over="ignore"):
-        return 1 / (1 + np.exp(-x))
+    """Logistic sigmoid 1 / (1 + exp(-x)), elementwise, as (1 + tanh(x / 2)) / 2: the same
+    function, but exp never overflows for very negative x (so no warning to silence), and
+    at the LSTM's sizes it takes less time than the exp form with its overflow handled."""
+    return 0.5 * (1 + np.tanh(0.5 * x))
 
 
 def gather_backward(ids, dout, V):
