@@ -4,6 +4,7 @@ configurations in the code of BEFORE and of AFTER (default: this checkout), in t
     git worktree add /tmp/before 02aa3b6       # the code before a change
     python benchmarks/before_after.py /tmp/before
     python benchmarks/before_after.py /tmp/before --threads 2 --only lstm,dnc
+    python benchmarks/before_after.py --allocator          # this checkout: the allocator setting off / on
 
 Each round trains every configuration for --seconds in a fresh process of each side,
 in the order A B, then B A in the next round, so that the two sides of a pair see the
@@ -33,7 +34,7 @@ CONFIGS = [  # name, script, cfg, B, S: compare.py's rows
                                "stop_usage_grad": False, "dropout": 0.0}, 32, 32) for n in (16, 64, 256)]
 
 
-def worker(root, kind, cfg, B, S, threads, seconds):
+def worker(root, kind, cfg, B, S, threads, seconds, keep_freed=True):
     """In a process of its own: train for `seconds` -> characters per second."""
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
     sys.path.insert(0, root)
@@ -42,12 +43,13 @@ def worker(root, kind, cfg, B, S, threads, seconds):
     import numpy as np
 
     import common
-    try:
-        import machine
-        machine.keep_freed_memory()
-    except ImportError:  # before machine.py existed, train.py held the setting
-        import train
-        train.keep_freed_memory()
+    if keep_freed:
+        try:
+            import machine
+            machine.keep_freed_memory()
+        except ImportError:  # before machine.py existed, train.py held the setting
+            import train
+            train.keep_freed_memory()
     model = common.load_script(f"{kind}-numpy.py")
     rng = np.random.default_rng(0)
     params = model.init_params(cfg, V, rng, np.float32)
@@ -81,8 +83,8 @@ def threads_for(kind, cfg, B, threads):
     return min(threads, 2) if product >= 2 ** 19 and links < product else 1
 
 
-def rate(root, kind, cfg, B, S, threads, seconds):
-    job = json.dumps([root, kind, cfg, B, S, threads, seconds])
+def rate(root, kind, cfg, B, S, threads, seconds, keep_freed=True):
+    job = json.dumps([root, kind, cfg, B, S, threads, seconds, keep_freed])
     p = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True, check=True)
     return float(p.stdout)
 
@@ -93,13 +95,18 @@ def main(argv=None):
         print(worker(*json.loads(argv[1])))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("before", help="the checkout before the change")
+    p.add_argument("before", nargs="?", default=ROOT, help="the checkout before the change")
     p.add_argument("after", nargs="?", default=ROOT, help="the checkout after it (default: this one)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1, choices=(1, 2))
     p.add_argument("--only", help="comma-separated kinds (rnn,lstm,dnc)")
+    p.add_argument("--allocator", action="store_true",
+                   help="compare the allocator setting instead: before = AFTER without "
+                        "machine.keep_freed_memory(), after = AFTER with it")
     args = p.parse_args(argv)
+    if args.allocator:
+        print(f"{args.after}: before = without the allocator setting, after = with it")
     print(f"before: {args.before}\nafter: {args.after}\n{args.rounds} rounds of {args.seconds:g} s a side, "
           f"--threads {args.threads}\n")
     print("| configuration | threads | before char/s | after char/s | after / before (range) |")
@@ -110,8 +117,11 @@ def main(argv=None):
         n = threads_for(kind, cfg, B, args.threads)
         before, after = [], []
         for r in range(args.rounds):
-            for side in ((args.before, before), (args.after, after))[::1 if r % 2 == 0 else -1]:
-                side[1].append(rate(side[0], kind, cfg, B, S, n, args.seconds))
+            sides = ((args.before, before, True), (args.after, after, True))
+            if args.allocator:
+                sides = ((args.after, before, False), (args.after, after, True))
+            for root, rates, keep in sides[::1 if r % 2 == 0 else -1]:
+                rates.append(rate(root, kind, cfg, B, S, n, args.seconds, keep))
         ratios = [a / b for a, b in zip(after, before)]
         print(f"| {name} | {n} | {statistics.median(before):,.0f} | {statistics.median(after):,.0f} | "
               f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)

@@ -61,3 +61,18 @@ def test_stability_short_run(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("params, Adagrad memory and state all finite") == 2
     assert "every value finite" in p.stdout
+
+
+def test_before_after_compares_two_checkouts():
+    """benchmarks/before_after.py runs both sides and prints a ratio per configuration
+    (here the checkout against itself, and the allocator setting against none)."""
+    script = os.path.join(ROOT, "benchmarks", "before_after.py")
+    for extra in ([ROOT], ["--allocator"]):
+        cmd = [sys.executable, script, *extra, "--only", "rnn", "--rounds", "1", "--seconds", "0.2"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        row = next(line for line in p.stdout.splitlines() if line.startswith("| RNN 32/16/25"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        before, after = (float(c.replace(",", "")) for c in cells[2:4])
+        assert before > 0 and after > 0
+        assert abs(float(cells[4].split("x")[0]) - after / before) < 0.01 + 0.01 * after / before, row
