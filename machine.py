@@ -2,8 +2,8 @@
 use, the C allocator's setting that keeps freed memory for the next array, and how much
 memory is free. Nothing here changes what a model computes, only how fast or whether
 it fits. Each piece is kept because it pays at the default sizes, measured side by side
-(benchmarks/README.md): the allocator 1.4-1.6x for the LSTM and 1.1-1.3x for the RNN,
-a second BLAS thread 1.3-1.4x for the LSTM.
+(benchmarks/README.md): the allocator 1.11x for the DNC (N 16; nothing for the RNN and
+LSTM, whose step arrays are small), a second BLAS thread 1.3-1.4x for the LSTM 128/32.
 
 BLAS threads are set through threadpoolctl, an optional extra (requirements.txt lists
 it); without it the library keeps its own choice, as OPENBLAS_NUM_THREADS or
