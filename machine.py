@@ -11,6 +11,7 @@ OMP_NUM_THREADS set it.
 """
 import ctypes
 import os
+import platform
 
 try:
     import threadpoolctl
@@ -116,3 +117,18 @@ def available_memory():
     except OSError:
         pass
     return None
+
+
+def describe():
+    """The machine in one line, for benchmark reports: platform, processor, cores, load."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ""
+    if hasattr(os, "getloadavg"):  # other jobs on a shared machine show here
+        load = ", load average {:.1f} / {:.1f} / {:.1f} at the end (1 / 5 / 15 min)".format(*os.getloadavg())
+    return f"{platform.platform()}, {cpu}, nproc {nproc}{load}"

@@ -489,20 +489,6 @@ def versions():
     return v
 
 
-def describe_machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ""
-    if hasattr(os, "getloadavg"):  # other jobs on a shared machine show here
-        load = ", load average {:.1f} / {:.1f} / {:.1f} at the end (1 / 5 / 15 min)".format(*os.getloadavg())
-    return f"{platform.platform()}, {cpu}, nproc {nproc}{load}"
-
-
 def rate(x):
     return f"{x / 1000:,.1f}k" if x >= 1000 else f"{x:,.0f}"
 
@@ -516,7 +502,7 @@ def report(args, text_note, rows, profiles):
         f"`python benchmarks/compare.py {' '.join(args.argv)}`".replace(" `", "`"),
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {describe_machine()}",
+        f"- machine: {machine.describe()}",
         f"- python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, dnc {v['dnc']}",
         f"- text: {text_note}",
         f"- threads: {args.threads} (--threads) for torch; for ours, as many of them as the scripts' "

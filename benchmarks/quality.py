@@ -48,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 import common  # noqa: E402  (the project's shared module, one folder up)
+import machine  # noqa: E402  (describe(): the machine in one line)
 import train  # noqa: E402  (TextSource and evaluate_text: how held-out text is scored)
 
 try:
@@ -205,17 +206,6 @@ def best_at(vals, seconds, every):
     return min(seen) if seen else None
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", load average {:.1f} / {:.1f} / {:.1f} at the end (1 / 5 / 15 min)".format(*os.getloadavg())
-    return f"{platform.platform()}, {cpu}, nproc {os.cpu_count()}{load}"
-
-
 def table(args, text, data, ours, peer, commands, peer_lr_note, cores):
     """The markdown report. ours, peer: (vals, rate) or a note (str) saying why there is none;
     cores: which side ran on which core."""
@@ -227,7 +217,7 @@ def table(args, text, data, ours, peer, commands, peer_lr_note, cores):
     out = [
         "# Time to quality: lstm-numpy.py and a PyTorch nn.LSTM, side by side", "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {machine()}; {versions}",
+        f"- machine: {machine.describe()}; {versions}",
         f"- text: {os.path.basename(text)}, {len(vocab)} symbols, {len(train_ids)} train / {len(val_ids)} val "
         f"characters (the last {VAL_FRAC:.0%} held out), validated whole every {args.every:g} s of training and "
         "at the end (train.evaluate_text for both)",

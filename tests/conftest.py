@@ -63,6 +63,20 @@ def run_script(kind, *args, timeout=120, cwd=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
+def arrays(path, prefixes=("param/", "opt/", "state/", "best/")):
+    """The arrays of a checkpoint whose names start with one of prefixes."""
+    import numpy as np
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k.startswith(prefixes)}
+
+
+def assert_same_arrays(a, b):
+    import numpy as np
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def stderr_lines(p):
     return [line for line in p.stderr.splitlines() if line.strip()]
 

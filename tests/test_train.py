@@ -16,7 +16,7 @@ import pytest
 
 import common
 import train
-from conftest import ROOT, TINY, make_text, run_script, stderr_lines
+from conftest import ROOT, TINY, arrays, assert_same_arrays, make_text, run_script, stderr_lines
 
 tasks = common.load_script(os.path.join("data", "tasks.py"))
 MODELS = {kind: common.load_script(f"{kind}-numpy.py") for kind in ("rnn", "lstm", "dnc")}
@@ -46,17 +46,6 @@ MEMORY_ROWS = ("write w^w", "read 0 w^r", "free gates f", "alloc gate", "write g
 
 def last_line(p):
     return p.stdout.strip().splitlines()[-1]
-
-
-def arrays(path, prefixes=("param/", "opt/", "state/", "best/")):
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k.startswith(prefixes)}
-
-
-def assert_same_arrays(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def assert_one_error_line(p, kind, *pieces):
