@@ -560,7 +560,10 @@ def remove_stale_temporaries(path):
     for name in os.listdir(folder):
         pid = name[len(prefix):]
         if name.startswith(prefix) and pid.isdigit() and not process_exists(int(pid)):
-            os.remove(os.path.join(folder, name))
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:  # not ours to remove after all: the save itself goes on
+                pass
 
 
 def process_exists(pid):

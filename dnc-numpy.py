@@ -31,12 +31,12 @@ starts from zero at every episode of a memory task). With --dropout p, the contr
 h is masked between its layers and before the output layer, never on its recurrent
 connections, the interface or the reads.
 
-Training (the loop is train.py's train()): each iteration runs forward over a window of S
-characters of B cursors into the text, the mean cross-entropy of the next character, and
-backward through the window (truncated BPTT: the whole state above is carried into the
-next window, the gradient is not); then one clip of all the gradients by their global
-norm and an Adagrad update (common.py). On a memory task every batch row is one episode,
-and the state starts from zero at each.
+Training (the loop is train.py's train()): each iteration runs forward over a window of
+S characters of B cursors into the text, the mean cross-entropy of the next character,
+and backward through the window (truncated BPTT: the whole state above is carried into
+the next window, the gradient is not); then one clip of all the gradients by their
+global norm and the optimiser's update (common.py: Adagrad, or --optim adam / rmsprop).
+On a memory task every batch row is one episode, and the state starts from zero at each.
 """
 import functools
 from typing import NamedTuple
@@ -570,13 +570,14 @@ def config(args):
 
 
 def memory_floats(cfg, V, B, S):
-    """About how many floats training holds: parameters (with gradients and Adagrad's
-    memory) and the window's cache, dominated by the (B, N, N) links and (B, N, W)
-    memories of every step; for refusing sizes that cannot fit."""
+    """About how many floats training holds: parameters (with their gradients and the
+    optimiser's state, up to two copies for Adam) and the window's cache, dominated
+    by the (B, N, N) links and (B, N, W) memories of every step; for refusing sizes
+    that cannot fit."""
     H, L, N, W, R = cfg["hidden"], cfg["layers"], cfg["memory"], cfg["width"], cfg["reads"]
     n_params = L * (V + R * W + 2 * H + 1) * 4 * H + L * H * (interface_size(R, W) + V) + R * W * V
     per_step = L * 14 * H + 2 * N * N + 8 * N * W + 12 * R * N + 3 * V
-    return 3 * n_params + S * B * per_step
+    return 4 * n_params + S * B * per_step
 
 
 def init_params(cfg, V, rng, dtype):

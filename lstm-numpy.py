@@ -20,9 +20,9 @@ recurrent h_prev and c_prev never are. Shapes follow the legend in common.py.
 How it is trained (the loop is train() at the top of train.py): windows of --seq
 characters from --batch streams over the text; forward, the mean cross-entropy, the
 backward below through the window's steps, one global-norm clip of all the gradients
-(common.clip_global_norm), then Adagrad (common.Adagrad). The last h and c of a window
-are the first h_prev and c_prev of the next (truncated BPTT: the state is carried, the
-gradient stops at the window's start).
+(common.clip_global_norm), then the optimiser's step (common.Adagrad, or --optim). The
+last h and c of a window are the first h_prev and c_prev of the next (truncated BPTT:
+the state is carried, the gradient stops at the window's start).
 """
 from typing import NamedTuple
 
@@ -133,11 +133,12 @@ def config(args):
 
 
 def memory_floats(cfg, V, B, S):
-    """About how many floats training holds: parameters (with gradients and Adagrad's
-    memory) and the window's cache; for refusing sizes that cannot fit."""
+    """About how many floats training holds: parameters (with their gradients and the
+    optimiser's state, up to two copies for Adam) and the window's cache; for
+    refusing sizes that cannot fit."""
     H, L = cfg["hidden"], cfg["layers"]
     n_params = V * 4 * H + (L - 1) * 4 * H * H + L * (4 * H * H + 4 * H) + H * V + V
-    return 3 * n_params + S * B * (L * 14 * H + 3 * V)
+    return 4 * n_params + S * B * (L * 14 * H + 3 * V)
 
 
 def init_params(cfg, V, rng, dtype):

@@ -17,8 +17,9 @@ Shapes follow the legend in common.py.
 How it is trained (the loop is train() at the top of train.py): windows of --seq
 characters from --batch streams over the text; forward, the mean cross-entropy, the
 backward below through the window's steps, one global-norm clip of all the gradients,
-then Adagrad (common.py). The last h of a window is the first h_prev of the next
-(truncated BPTT: the state is carried, the gradient stops at the window's start).
+then the optimiser's step (common.py: Adagrad, or --optim). The last h of a window is
+the first h_prev of the next (truncated BPTT: the state is carried, the gradient stops
+at the window's start).
 """
 import numpy as np
 
@@ -82,11 +83,12 @@ def config(args):
 
 
 def memory_floats(cfg, V, B, S):
-    """About how many floats training holds: parameters (with gradients and Adagrad's
-    memory) and the window's cache; for refusing sizes that cannot fit."""
+    """About how many floats training holds: parameters (with their gradients and the
+    optimiser's state, up to two copies for Adam) and the window's cache; for
+    refusing sizes that cannot fit."""
     H, L = cfg["hidden"], cfg["layers"]
     n_params = V * H + (L - 1) * H * H + L * (H * H + H) + H * V + V
-    return 3 * n_params + S * B * (L * 3 * H + 3 * V)
+    return 4 * n_params + S * B * (L * 3 * H + 3 * V)
 
 
 def init_params(cfg, V, rng, dtype):

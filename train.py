@@ -123,7 +123,7 @@ class Run:
         self.next_report = args.report_seconds  # seconds of training (--report-seconds)
         self.has_val = task is not None or len(source.val) > 1
         self.chance = 2 * math.log2(task.V if task else len(vocab))  # two reports above it: diverged
-        self.exploded = []  # reports in a row above it (Adagrad's first steps may overshoot once)
+        self.exploded = []  # reports in a row above it (the first steps may overshoot once)
 
     def should_stop(self):
         a, trained = self.args, self.progress.training_seconds()
