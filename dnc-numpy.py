@@ -562,11 +562,13 @@ def add_arguments(parser):
     parser.add_argument("--reads", type=common.positive_int, help=f"R, read heads (default {d['reads']})")
     parser.add_argument("--stop-usage-grad", action="store_true",
                         help="stop the gradient of w^w_{t-1} inside usage, as deepmind/dnc does")
+    train.add_forget_bias_argument(parser)
 
 
 def config(args):
     return {"hidden": args.hidden, "layers": args.layers, "memory": args.memory, "width": args.width,
-            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad), "dropout": args.dropout}
+            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad), "dropout": args.dropout,
+            "forget_bias": args.forget_bias}
 
 
 def memory_floats(cfg, V, B, S):
@@ -581,7 +583,8 @@ def memory_floats(cfg, V, B, S):
 
 
 def init_params(cfg, V, rng, dtype):
-    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gates' (1).
+    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gates'
+    (cfg["forget_bias"], 1 unless given).
     Layer l of the controller reads the character (Wx, a gather), the previous reads (Wr),
     its own h_{t-1} (Wh) and, for l > 0, h_t of the layer below (Wd)."""
     H, L, W, R = cfg["hidden"], cfg["layers"], cfg["width"], cfg["reads"]
@@ -599,7 +602,7 @@ def init_params(cfg, V, rng, dtype):
         if l > 0:
             p[f"Wd{l}"] = uniform(H, (H, G))
         p[f"b{l}"] = np.zeros(G)
-        p[f"b{l}"][H:2 * H] = 1.0
+        p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
     p["Wxi"] = uniform(L * H, (L * H, interface_size(R, W)))
     p["bxi"] = np.zeros(interface_size(R, W))
     p["Wy"] = uniform(L * H, (L * H, V))

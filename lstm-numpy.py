@@ -125,11 +125,12 @@ class LayerCache(NamedTuple):
 
 
 def add_arguments(parser):
-    pass
+    train.add_forget_bias_argument(parser)
 
 
 def config(args):
-    return {"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout}
+    return {"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout,
+            "forget_bias": args.forget_bias}
 
 
 def memory_floats(cfg, V, B, S):
@@ -142,7 +143,8 @@ def memory_floats(cfg, V, B, S):
 
 
 def init_params(cfg, V, rng, dtype):
-    """Uniform(-1/sqrt(H), 1/sqrt(H)) weights, zero biases but the forget gate's (1)."""
+    """Uniform(-1/sqrt(H), 1/sqrt(H)) weights, zero biases but the forget gate's
+    (cfg["forget_bias"], 1 unless given: a forget gate that starts open)."""
     H, L = cfg["hidden"], cfg["layers"]
     k = 1 / np.sqrt(H)
     p = {}
@@ -150,7 +152,7 @@ def init_params(cfg, V, rng, dtype):
         p[f"Wx{l}"] = rng.uniform(-k, k, (V if l == 0 else H, 4 * H))
         p[f"Wh{l}"] = rng.uniform(-k, k, (H, 4 * H))
         p[f"b{l}"] = np.zeros(4 * H)
-        p[f"b{l}"][H:2 * H] = 1.0  # forget gate starts open
+        p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
     p["Wy"] = rng.uniform(-k, k, (H, V))
     p["by"] = np.zeros(V)
     return {name: v.astype(dtype) for name, v in p.items()}

@@ -534,6 +534,18 @@ def choose_optimiser(args, ck):
         raise UserError("--lr-schedule cosine falls over the run's --iters or --time: give one of them")
 
 
+# The LSTM's initial forget-gate bias that trained best with each optimiser (docs/results.md):
+# Adagrad needs the gate open at the start, Adam and RMSProp do better with it at 0.
+FORGET_BIAS = {"adagrad": 1.0, "adam": 0.0, "rmsprop": 0.0}
+
+
+def add_forget_bias_argument(parser):
+    """--forget-bias, for the models with LSTM cells."""
+    parser.add_argument("--forget-bias", type=float, metavar="B",
+                        help="initial forget-gate bias (default: " +
+                             ", ".join(f"{b:g} with {name}" for name, b in FORGET_BIAS.items()) + ")")
+
+
 def describe_optimiser(args, lr_scale):
     """E.g. 'adam lr 0.002, warm-up 100 steps, cosine to 0.1x over 900 s' for the start line."""
     s = f"{args.optim} lr {args.lr * lr_scale:g}"
@@ -904,6 +916,8 @@ def fill_sizes(args, model, task, defaults):
     for k in ("hidden", "layers", "batch", "seq", "time", "val_frac", *getattr(model, "SIZE_DEFAULTS", {})):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
+    if getattr(args, "forget_bias", 0.0) is None:  # the LSTM cells': what trained best with the optimiser
+        args.forget_bias = FORGET_BIAS[args.optim or "adagrad"]
 
 
 def make_task(name, settings):

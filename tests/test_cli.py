@@ -95,7 +95,7 @@ def test_exact_resume(workdir, tmp_path, kind):
 def test_checkpoint_holds_vocabulary_and_sizes(workdir):
     ck = common.load_checkpoint(str(workdir / "lstm.npz"), "lstm")
     assert ck["vocab"].chars == sorted(set(make_text()))
-    assert ck["info"]["cfg"] == {"hidden": 8, "layers": 1, "dropout": 0.0, "batch": 4, "seq": 8}
+    assert ck["info"]["cfg"] == {"hidden": 8, "layers": 1, "dropout": 0.0, "forget_bias": 1.0, "batch": 4, "seq": 8}
     assert ck["info"]["iter"] == 20
 
 

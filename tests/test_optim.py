@@ -258,6 +258,25 @@ def test_the_loop_steps_at_the_scheduled_rates(text, tmp_path, monkeypatch, lstm
     assert Recording.seen == pytest.approx(want, rel=1e-15)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "dnc"])
+@pytest.mark.parametrize("given, bias", [([], 1.0), (["--optim", "adam"], 0.0), (["--optim", "rmsprop"], 0.0),
+                                         (["--optim", "adam", "--forget-bias", "0.5"], 0.5)])
+def test_forget_bias_follows_the_optimiser_unless_given(kind, given, bias):
+    """The LSTM cells' forget-gate biases start at what trained best with the optimiser
+    (train.FORGET_BIAS), or at --forget-bias; the cfg (and so the checkpoint) records it."""
+    model = common.load_script(f"{kind}-numpy.py")
+    args = train.make_parser(model, "", {}).parse_args(["--hidden", "6", "--layers", "2", *given])
+    train.fill_sizes(args, model, None, {})
+    cfg = model.config(args)
+    assert cfg["forget_bias"] == bias
+    if kind == "dnc":
+        cfg = dict(cfg, memory=4, width=3, reads=2)
+    params = model.init_params(cfg, 5, np.random.default_rng(0), np.float64)
+    for l in range(2):
+        b = params[f"b{l}"].reshape(4, 6)  # the gates' biases, stacked [i, f, o, g]
+        assert (b[1] == bias).all() and not b[[0, 2, 3]].any()
+
+
 def test_cosine_needs_a_budget_and_bad_schedule_options_are_one_line(text):
     cases = [(["--lr-schedule", "cosine", "--time", 0], "--lr-schedule cosine"),  # no --iters, no --time
              (["--iters", 2, "--warmup", -1], "--warmup"),
