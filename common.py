@@ -1,13 +1,15 @@
 """What every model shares: text and vocabulary, batching, softmax and cross-entropy
-(with a mask of the scored steps), dropout, the optimisers (Adagrad, Adam, RMSProp), the
-gradient check, BPC, sampling, checkpoints and the command line's number types. The
-models live in rnn-numpy.py, lstm-numpy.py and dnc-numpy.py; each hands itself, a small
-"model" module, to train.main(); train.py's train() is the one training loop for texts
-and memory tasks.
+(with a mask of the scored steps), the bit-wise sigmoid cross-entropy of a memory task's
+bit form, the input of ids or channels (embed), dropout, the optimisers (Adagrad, Adam,
+RMSProp), the gradient check, BPC, sampling, checkpoints and the command line's number
+types. The models live in rnn-numpy.py, lstm-numpy.py and dnc-numpy.py; each hands
+itself, a small "model" module, to train.main(); train.py's train() is the one training
+loop for texts and memory tasks.
 
 Shape legend (used in every docstring and `# (B, H)` comment of the project):
     B  batch (parallel cursors over the text)     S  time steps per window (truncated BPTT)
-    H  hidden units of a layer                    V  vocabulary size
+    H  hidden units of a layer                    V  vocabulary size (a task's bit form:
+                                                     C input channels, K output channels)
     L  stacked layers                             G  4H, the LSTM's stacked gates
     N  memory slots   W  memory word width   R  read heads   (the DNC paper's names)
 
@@ -16,11 +18,13 @@ A model object provides:
     add_arguments(parser)     its own options (sizes)
     config(args) -> dict      the sizes and options that define it (stored in checkpoints)
     memory_floats(cfg, V, B, S) -> int   about how many floats training holds
-    init_params(cfg, V, rng, dtype) -> dict of arrays
+    init_params(cfg, V, rng, dtype, V_out=None) -> dict of arrays: V inputs, V_out outputs
+                              (None: V; a text's vocabulary is both, a task's bit form differs)
     init_state(cfg, params, B) -> dict of arrays, batch on axis 0, all zeros
-    forward(params, inputs (S, B) int, state, cfg=None, rng=None) -> logits (S, B, V),
-                              last state, cache; dropout only when cfg asks and rng is given
-    backward(dlogits (S, B, V), cache) -> grads, a dict with the keys of params
+    forward(params, inputs, state, cfg=None, rng=None) -> logits (S, B, V_out), last state,
+                              cache; inputs (S, B) int ids or (S, B, V) float channels (embed
+                              below); dropout only when cfg asks and rng is given
+    backward(dlogits (S, B, V_out), cache) -> grads, a dict with the keys of params
     step(params, x (B,) int, state) -> logits (B, V), state   (one character, for sampling)
 and optionally
     discrete_choices(cache) -> array   the piecewise choices a forward made (the DNC's
@@ -228,6 +232,35 @@ def cross_entropy(logits, targets, mask=None):
     return float(loss), dlogits.reshape(logits.shape)
 
 
+def bit_nats(logits, targets):
+    """-log p(target) of each bit when p(bit = 1) = sigmoid(logit), elementwise and stable.
+
+    With s = sigmoid(x): -log s = log(1 + e^-x) and -log(1 - s) = log(1 + e^x), so
+        -[y log s + (1 - y) log(1 - s)] = log(1 + e^x) - y x = logaddexp(0, x) - y x,
+    finite for any x (log(sigmoid(x)) itself would give log(0) = -inf at x = -1000).
+    logits (...), targets (...) 0/1 -> nats (...)"""
+    return np.logaddexp(0, logits) - targets * logits
+
+
+def sigmoid_cross_entropy(logits, targets, mask):
+    """The papers' bit-wise loss (a memory task's bit form): one sigmoid per output channel,
+    the cross-entropy of each against its 0/1 target, summed over the channels and the
+    answer steps, divided by the episodes: nats per episode, as deepmind/dnc's
+    masked_sigmoid_cross_entropy (not a mean per step: an episode's loss grows with it).
+
+    logits (T, B, K), targets (T, B, K) 0/1, mask None (all scored) or (T, B) bool
+    -> loss float, dlogits (T, B, K)
+    """
+    scored = np.ones(logits.shape[:2], bool) if mask is None else mask  # (T, B)
+    w = (scored[..., None] / logits.shape[1]).astype(logits.dtype)  # (T, B, 1): 1/B where scored, else 0
+    loss = np.sum(bit_nats(logits, targets) * w, dtype=np.float64)
+    dlogits = (sigmoid(logits) - targets) * w  # backprop into the logits: sigmoid - target, masked
+    return float(loss), dlogits.astype(logits.dtype, copy=False)
+
+
+LOSSES = {"tokens": cross_entropy, "bits": sigmoid_cross_entropy}  # a memory task's loss by its form
+
+
 def bpc(nats):
     """Bits per character from mean nats per character."""
     return nats / LN2
@@ -243,16 +276,38 @@ def sigmoid(x):
 def gather_backward(ids, dout, V):
     """Gradient of a row gather out = table[ids]: the rows of dout summed per id.
 
-    ids (...) int, dout (..., K) -> dtable (V, K). The input projection of every model
-    is this gather (a row of W per character), never a one-hot matrix product; its
-    backward is the sum dtable[v] = sum of dout[n] over the n with ids[n] = v, i.e.
-    onehot(ids).T @ dout. That product, done by BLAS, is many times faster here than
-    np.add.at (a scatter-add, slow for rows) or a sort + np.add.reduceat.
+    ids (...) int, dout (..., K) -> dtable (V, K). The input projection of ids (embed:
+    a character, a task's token) is this gather, a row of W per id, never a one-hot
+    matrix product; its backward is the sum dtable[v] = sum of dout[n] over the n with
+    ids[n] = v, i.e. onehot(ids).T @ dout. That product, done by BLAS, is many times
+    faster here than np.add.at (a scatter-add, slow for rows) or a sort + np.add.reduceat.
     """
     ids = ids.reshape(-1)  # (N,)
     onehot = np.zeros((V, ids.size), dout.dtype)  # (V, N), transposed: row v marks where ids == v
     onehot[ids, np.arange(ids.size)] = 1
     return onehot @ dout.reshape(ids.size, -1)  # (V, K)
+
+
+def embed(inputs, W, b=None):
+    """A layer's input share x W (+ b) at every step, from either kind of input.
+
+    inputs (...) int: ids (a text's characters, a task's tokens): the row gather
+        (W + b)[inputs], the one-hot product without the one-hot (b is added to the V rows
+        once, not to all the rows gathered);
+    inputs (..., C) float: channels (a task's bit form): the product inputs @ W + b.
+    W (V, K) with V = C for channels, b (K,) or None (no bias) -> (..., K)"""
+    if np.issubdtype(inputs.dtype, np.integer):
+        return (W if b is None else W + b)[inputs]
+    return inputs @ W if b is None else inputs @ W + b
+
+
+def embed_backward(inputs, dout, V):
+    """Gradient of embed's W: dout (..., K) -> dW (V, K): the rows of dout summed per id
+    (gather_backward), or inputs^T dout over all rows for channels. db is dout summed,
+    which the caller takes with its other biases."""
+    if np.issubdtype(inputs.dtype, np.integer):
+        return gather_backward(inputs, dout, V)
+    return inputs.reshape(-1, V).T.astype(dout.dtype, copy=False) @ dout.reshape(-1, dout.shape[-1])
 
 
 def dropout(x, p, rng):
@@ -271,12 +326,13 @@ def dropout_backward(dy, mask):
     return dy if mask is None else dy * mask
 
 
-def loss_and_grads(model, params, inputs, targets, state, cfg=None, mask=None, rng=None):
-    """One window or batch of episodes: forward, mean cross-entropy over the scored
-    steps (mask), backward. rng draws dropout masks (training only). -> loss, grads, last state"""
+def loss_and_grads(model, params, inputs, targets, state, cfg=None, mask=None, rng=None, loss=cross_entropy):
+    """One window or batch of episodes: forward, the loss over the scored steps (mask; the
+    mean cross-entropy unless told, e.g. sigmoid_cross_entropy for a task's bit form),
+    backward. rng draws dropout masks (training only). -> loss, grads, last state"""
     logits, state, cache = model.forward(params, inputs, state, cfg, rng)
-    loss, dlogits = cross_entropy(logits, targets, mask)
-    return loss, model.backward(dlogits, cache), state
+    value, dlogits = loss(logits, targets, mask)
+    return value, model.backward(dlogits, cache), state
 
 
 # ----------------------------------------------------------------------------------
@@ -451,17 +507,20 @@ def gradcheck_verdict(worst, count, tol, out=None):
 
 
 def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=None,
-                          episodes=None):
+                          episodes=None, V_out=None, loss=cross_entropy):
     """Float64 gradient check of every parameter of a model. -> worst relative error,
     number of parameters.
 
     On random text (episodes None) it starts from a carried (non-zero) state, so the
     state path is checked too. With episodes = (inputs, targets, mask) of a memory task
-    it starts from zero, as every episode does, and the loss is the task's masked one.
-    With cfg["dropout"] > 0 every forward draws its masks from a generator made afresh
-    from one seed: the same masks each time, so the loss is a smooth function to difference."""
+    it starts from zero, as every episode does, and the loss is the task's masked one:
+    cross_entropy of the token form, or sigmoid_cross_entropy of the bit form, whose
+    float channels (V of them) the model reads through a product and whose V_out output
+    channels differ from V. With cfg["dropout"] > 0 every forward draws its masks from a
+    generator made afresh from one seed: the same masks each time, so the loss is a
+    smooth function to difference."""
     rng = np.random.default_rng(seed)
-    params = model.init_params(cfg, V, rng, np.float64)
+    params = model.init_params(cfg, V, rng, np.float64, V_out)
     for v in params.values():  # move off the tidy initial values (zero biases etc.)
         v += 0.1 * rng.standard_normal(v.shape)
     if episodes is None:
@@ -486,9 +545,9 @@ def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6
         logits, _, cache = model.forward(p, inputs, copy_state(state), cfg, masks())
         if choices and not np.array_equal(choices(cache), base):
             return None
-        return cross_entropy(logits, targets, mask)[0]
+        return loss(logits, targets, mask)[0]
 
-    _, grads, _ = loss_and_grads(model, params, inputs, targets, copy_state(state), cfg, mask, masks())
+    _, grads, _ = loss_and_grads(model, params, inputs, targets, copy_state(state), cfg, mask, masks(), loss)
     worst = gradcheck(loss_fn, params, grads, checks, rng, tol=tol, out=out)
     return worst, len(params)
 

@@ -1,21 +1,30 @@
-"""What to run to trust the DNC: every memory operation and the whole model against
-central differences, in float64 at small sizes, plus invariants, the direction of the
-temporal links and a NaN hunt. Exits 1 on any failure.
+"""What to run to trust the DNC: every memory operation, the controller's layer and the
+whole model against central differences, in float64 at small sizes, plus invariants, the
+direction of the temporal links and a NaN hunt. Exits 1 on any failure.
 
     python dnc-debug.py
     python dnc-debug.py --hidden 8 --memory 8 --width 6 --reads 3 --seq 6 --checks 20
     python dnc-debug.py --memory 33 --block-floats 2000   # the model in blocks of one batch row
+    python dnc-debug.py --controller feedforward --layers 3 --dropout 0.5
 
 1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
-   the whole memory step, also a batch row at a time (memory_forward's blocks); and the
-   allocation's backward by recursive doubling against its plain reverse loop;
-2. the whole model (controller, memory, output, loss) over --seq steps, every parameter;
+   the whole memory step, also a batch row at a time (memory_forward's blocks); one step of
+   a controller layer alone, the LSTM cell and the feedforward ReLU; a memory task's bit
+   form alone, the input product x W_x of bit channels and the bit-wise sigmoid
+   cross-entropy; and the allocation's backward by recursive doubling against its plain
+   reverse loop;
+2. the whole model (controller, memory, output, loss) over --seq steps, every parameter,
+   with each controller (--controller: one of them), 1 and 2 layers (--layers: that many),
+   with dropout (--dropout): on random characters with the softmax cross-entropy, and on
+   repeat-copy episodes in the bit form (bit and flag channels in through a product, the
+   bit-wise sigmoid cross-entropy out);
 3. invariants on a run: weightings sum to at most 1, links in [0, 1] with a zero diagonal;
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
 5. an all-zero memory row and very large strengths: no NaN or inf anywhere.
 The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
 the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
 """
+import os
 import sys
 
 import numpy as np
@@ -23,6 +32,7 @@ import numpy as np
 import common
 
 dnc = common.load_script("dnc-numpy.py")
+tasks = common.load_script(os.path.join("data", "tasks.py"))
 TOL = 1e-6
 
 
@@ -111,6 +121,59 @@ def memory_ops(B, N, W, R, rng):
           "prev_M": rng.standard_normal((B, N, W))}, *step_check(one_row_blocks, dnc.memory_backward)),
     ]
     return ops
+
+
+def controller_ops(B, H, rng):
+    """One step of a controller layer alone, as memory_ops lists the memory's ops: the LSTM
+    cell (lstm-numpy.py's; the gradient of Wh formed as dnc-numpy.py's backward forms it,
+    h_prev^T dz) and the feedforward ReLU (§1.1), its input at least 0.1 from the kink at 0."""
+    zx = rng.standard_normal((B, H))
+    zx += 0.1 * np.sign(zx)  # |zx| >= 0.1: no perturbation crosses z = 0
+    cell = {"zx": rng.standard_normal((B, 4 * H)), "h_prev": rng.standard_normal((B, H)),
+            "c_prev": rng.standard_normal((B, H)), "Wh": 0.5 * rng.standard_normal((H, 4 * H))}
+
+    def lstm_forward(I):
+        h, c, cache = dnc.lstm.lstm_step_forward(I["zx"], I["h_prev"], I["c_prev"], I["Wh"])
+        return (h, c), cache
+
+    def lstm_backward(douts, cache):
+        dz, dh_prev, dc_prev = dnc.lstm.lstm_step_backward(douts[0], douts[1], cache, cell["Wh"])
+        return {"zx": dz, "h_prev": dh_prev, "c_prev": dc_prev, "Wh": cell["h_prev"].T @ dz}
+
+    return [
+        ("controller layer, LSTM cell", cell, lstm_forward, lstm_backward),
+        ("controller layer, feedforward ReLU", {"zx": zx},
+         lambda I: dnc.feedforward_step_forward(I["zx"]),
+         lambda d, c: {"zx": dnc.feedforward_step_backward(d[0], c)}),
+    ]
+
+
+def bit_ops(B, H, rng, bits=3, T=4):
+    """A memory task's bit form alone, as memory_ops lists the memory's ops: the controller's
+    input product x W_x of a row of bit and flag channels (common.embed and embed_backward),
+    and the bit-wise sigmoid cross-entropy (common.sigmoid_cross_entropy) on the answer
+    steps of a mask, its logits spread wide (about +-6) so that both tails of the sigmoid
+    are in play."""
+    C = bits + 2
+    product = {"x": (rng.random((B, C)) < 0.5) + 0.0, "Wx": rng.standard_normal((C, 4 * H))}
+    targets = (rng.random((T, B, bits)) < 0.5) + 0.0
+    mask = rng.random((T, B)) < 0.6
+    mask[0] = True  # some answer step in every row
+    logits = {"logits": 3 * rng.standard_normal((T, B, bits))}
+
+    def product_backward(douts, cache):
+        return {"x": douts[0] @ product["Wx"].T, "Wx": common.embed_backward(product["x"], douts[0], C)}
+
+    def loss_forward(I):
+        loss, dlogits = common.sigmoid_cross_entropy(I["logits"], targets, mask)
+        return np.array(loss), dlogits  # the loss, and its gradient as the cache
+
+    return [
+        ("input product of bit channels, x W_x", product,
+         lambda I: (common.embed(I["x"], I["Wx"]), None), product_backward),
+        ("bit-wise sigmoid cross-entropy, masked", logits, loss_forward,
+         lambda douts, dlogits: {"logits": douts[0] * dlogits}),
+    ]
 
 
 def as_tuple(out):
@@ -239,7 +302,12 @@ def main(argv=None):
     p = common.Parser(prog="dnc-debug.py", description=__doc__.split("\n\n")[0],
                       formatter_class=common.HelpFormatter)
     p.add_argument("--hidden", type=common.positive_int, default=6, help="H, controller units")
-    p.add_argument("--layers", type=common.positive_int, default=1, help="controller layers")
+    p.add_argument("--controller", choices=dnc.CONTROLLERS, help="the controller of the whole-model check "
+                   "(default: each in turn)")
+    p.add_argument("--layers", type=common.positive_int, help="controller layers of the whole-model check "
+                   "(default: 1, then 2)")
+    p.add_argument("--dropout", type=common.fraction, default=0.25, metavar="P",
+                   help="dropout of the whole-model check, between layers and before the output")
     p.add_argument("--memory", type=common.positive_int, default=6, help="N, memory slots")
     p.add_argument("--width", type=common.positive_int, default=4, help="W, word width")
     p.add_argument("--reads", type=common.positive_int, default=2, help="R, read heads")
@@ -252,12 +320,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     B, N, W, R = args.batch, args.memory, args.width, args.reads
-    cfg = {"hidden": args.hidden, "layers": args.layers, "memory": N, "width": W, "reads": R,
-           "stop_usage_grad": False, "dropout": 0.0, "block_floats": args.block_floats}
+    controllers = [args.controller] if args.controller else list(dnc.CONTROLLERS)
+    layer_counts = [args.layers] if args.layers else [1, 2]
+    cfgs = [{"hidden": args.hidden, "layers": layers, "controller": controller, "memory": N, "width": W,
+             "reads": R, "stop_usage_grad": False, "dropout": args.dropout, "block_floats": args.block_floats}
+            for controller in controllers for layers in layer_counts]
 
     worst, count = 0.0, 0
-    print(f"== 1. memory operations against central differences (B={B}, N={N}, W={W}, R={R}) ==")
-    for name, inputs, fwd, bwd in memory_ops(B, N, W, R, rng):
+    print(f"== 1. memory operations, a controller layer and the bit form against central differences "
+          f"(B={B}, N={N}, W={W}, R={R}, H={args.hidden}) ==")
+    for name, inputs, fwd, bwd in memory_ops(B, N, W, R, rng) + controller_ops(B, args.hidden, rng) \
+            + bit_ops(B, args.hidden, rng):
         # the all-zero memory row makes the lookup 1/sqrt(eps) sharp: a smaller h there (§10)
         h = 1e-7 if name in ("allocation", "content weighting") else 1e-6
         e, n = check_op(name, inputs, fwd, bwd, args.checks, rng, h)
@@ -265,12 +338,25 @@ def main(argv=None):
         worst, count = max(worst, e), count + n
     ok = check_allocation_doubling(B, rng)
 
-    print(f"\n== 2. the whole model over {args.seq} steps, every parameter, {cfg} ==")
-    e, n = common.check_model_gradients(dnc, cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed, tol=TOL)
-    print(f"   max relative error {e:.3e}")
-    worst, count = max(worst, e), count + n
+    print(f"\n== 2. the whole model over {args.seq} steps, every parameter ==")
+    task = tasks.make_task("repeat-copy", bits=3, min_length=1, max_length=2, max_repeats=2)  # the bit form
+    for cfg in cfgs:
+        print(f"-- {cfg} --")
+        e, n = common.check_model_gradients(dnc, cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed,
+                                            tol=TOL)
+        print(f"   max relative error {e:.3e}")
+        worst, count = max(worst, e), count + n
+        print(f"-- the same on {task.name} episodes in the bit form ({task.V_in} channels in, {task.V_out} out), "
+              f"the bit-wise loss --")
+        episodes = task.episodes(np.random.default_rng(args.seed), B)
+        e, n = common.check_model_gradients(dnc, cfg, V=task.V_in, V_out=task.V_out, checks=args.checks,
+                                            seed=args.seed, tol=TOL, episodes=episodes,
+                                            loss=common.sigmoid_cross_entropy)
+        print(f"   max relative error {e:.3e}")
+        worst, count = max(worst, e), count + n
 
-    print("\n== 3. invariants over 30 steps ==")
+    cfg = cfgs[0]  # the first controller and layer count, for the invariants and the NaN hunt
+    print(f"\n== 3. invariants over 30 steps, {cfg['controller']} controller ==")
     ok &= check_invariants(cfg, rng)
     print("\n== 4. direction of the temporal links ==")
     ok &= check_direction()

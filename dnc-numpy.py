@@ -9,34 +9,40 @@
     python dnc-numpy.py --load copy.npz --show  # one episode: inputs, outputs, the memory at work
 
 Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
-memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py),
-R read heads and one write head: content addressing with strengths, dynamic allocation
-from usage and free gates, erase and write, the temporal link matrix and precedence,
-forward / backward / content read modes. Equation names and section numbers (§) refer
-to docs/dnc.md, which explains and derives every forward and backward formula used
-here. Shapes follow the legend in common.py; every op below is vectorised over the batch
-B and the heads R, with no Python loop over rows, heads or slots (the allocation's
-backward solves its recursion along the free list by recursive doubling, log2 N rounds;
-the plain loop over the slots stands beside it as its reference). memory_step_forward
-runs the ops in the paper's order (§4); at large N, memory_forward runs it on a few
-batch rows at a time, so that a block's (rows, N, N) links stay in the processor's cache
-(§11); up to N 128 at batch 32 that is one call on the whole batch.
+memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py)
+or, with --controller feedforward, the feedforward one of the paper's Extended Data
+figures (ReLU layers with no state of their own, §1.1), R read heads and one write head:
+content addressing with strengths, dynamic allocation from usage and free gates, erase
+and write, the temporal link matrix and precedence, forward / backward / content read
+modes. Equation names and section numbers (§) refer to docs/dnc.md, which explains and
+derives every forward and backward formula used here. Shapes follow the legend in
+common.py; every op below is vectorised over the batch B and the heads R, with no Python
+loop over rows, heads or slots (the allocation's backward solves its recursion along the
+free list by recursive doubling, log2 N rounds; the plain loop over the slots stands
+beside it as its reference). memory_step_forward runs the ops in the paper's order (§4);
+at large N, memory_forward runs it on a few batch rows at a time, so that a block's
+(rows, N, N) links stay in the processor's cache (§11); up to N 128 at batch 32 that is
+one call on the whole batch.
 
 Per time step t (§4):
-    controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1}),  xi_t = h_t W_xi + b_xi
+    controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1})   or   h_t = relu([x_t; r_{t-1}] W + b)
+                 xi_t = h_t W_xi + b_xi
     memory       read and write M with the parts of xi_t            -> r_t (B, R, W)
     output       logits_t = h_t W_y + r_t W_ry + b_y
-The whole state (M, u, w^w, p, L, w^r, r, h, c) is carried from window to window (and
-starts from zero at every episode of a memory task). With --dropout p, the controller's
-h is masked between its layers and before the output layer, never on its recurrent
-connections, the interface or the reads.
+The whole state (M, u, w^w, p, L, w^r, r, and the LSTM controller's h, c) is carried from
+window to window (and starts from zero at every episode of a memory task). With
+--dropout p, the controller's h is masked between its layers and before the output layer,
+never on its recurrent connections, the interface or the reads.
 
 Training (the loop is train.py's train()): each iteration runs forward over a window of
 S characters of B cursors into the text, the mean cross-entropy of the next character,
 and backward through the window (truncated BPTT: the whole state above is carried into
 the next window, the gradient is not); then one clip of all the gradients by their
 global norm and the optimiser's update (common.py: Adagrad, or --optim adam / rmsprop).
-On a memory task every batch row is one episode, and the state starts from zero at each.
+On a memory task every batch row is one episode, and the state starts from zero at each;
+in its bit form (the default) x_t is a row of bit and flag channels, read by a product
+x_t W_x rather than a row gather, the output one sigmoid per answer bit and the loss the
+bit-wise sigmoid cross-entropy (data/tasks.py).
 """
 import functools
 from typing import NamedTuple
@@ -548,9 +554,30 @@ def memory_backward(dr, dmem, cache, stop_usage_grad=False):
 
 
 # ----------------------------------------------------------------------------------
+# The feedforward controller's layer (--controller feedforward, §1.1); the LSTM's is
+# lstm-numpy.py's lstm_step_forward / lstm_step_backward
+
+
+def feedforward_step_forward(zx):
+    """One layer of the feedforward controller at one step: h = relu(zx), nothing carried.
+
+    zx (B, H): the layer's input sum, Wx[x_t] + r_{t-1} Wr (+ h_below Wd) + b
+    -> h (B, H), cache: zx > 0 (B, H) bool, the units the ReLU lets through"""
+    return np.maximum(zx, 0), zx > 0
+
+
+def feedforward_step_backward(dh, active):
+    """dh (B, H): adjoint of h from the interface, the output and the layer above;
+    active: the forward's cache -> dz (B, H) adjoint of the input sum: relu'(z) = 1 where
+    z > 0, else 0. The weight gradients are left to the caller, as with the LSTM's."""
+    return dh * active
+
+
+# ----------------------------------------------------------------------------------
 # The model: controller + memory + output
 
 
+CONTROLLERS = ("lstm", "feedforward")
 SIZE_DEFAULTS = {"memory": 16, "width": 16, "reads": 4}  # taken when neither the user nor a task sets them
 
 
@@ -562,13 +589,23 @@ def add_arguments(parser):
     parser.add_argument("--reads", type=common.positive_int, help=f"R, read heads (default {d['reads']})")
     parser.add_argument("--stop-usage-grad", action="store_true",
                         help="stop the gradient of w^w_{t-1} inside usage, as deepmind/dnc does")
+    parser.add_argument("--controller", choices=CONTROLLERS,
+                        help="lstm, or feedforward: ReLU layers with no state of their own, so that only "
+                             "the memory can carry a sequence (default lstm, or the checkpoint's)")
     train.add_forget_bias_argument(parser)
 
 
 def config(args):
-    return {"hidden": args.hidden, "layers": args.layers, "memory": args.memory, "width": args.width,
-            "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad), "dropout": args.dropout,
-            "forget_bias": args.forget_bias}
+    controller = args.controller or "lstm"
+    cfg = {"hidden": args.hidden, "layers": args.layers, "controller": controller, "memory": args.memory,
+           "width": args.width, "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad),
+           "dropout": args.dropout}
+    if controller == "lstm":
+        cfg["forget_bias"] = args.forget_bias
+    elif "forget_bias" in getattr(args, "given", ()):
+        raise common.UserError("--forget-bias is for the LSTM controller's forget gates; "
+                               "the feedforward controller has none")
+    return cfg
 
 
 def memory_floats(cfg, V, B, S):
@@ -577,18 +614,24 @@ def memory_floats(cfg, V, B, S):
     by the (B, N, N) links and (B, N, W) memories of every step; for refusing sizes
     that cannot fit."""
     H, L, N, W, R = cfg["hidden"], cfg["layers"], cfg["memory"], cfg["width"], cfg["reads"]
-    n_params = L * (V + R * W + 2 * H + 1) * 4 * H + L * H * (interface_size(R, W) + V) + R * W * V
-    per_step = L * 14 * H + 2 * N * N + 8 * N * W + 12 * R * N + 3 * V
+    lstm_controller = cfg.get("controller", "lstm") == "lstm"
+    G = 4 * H if lstm_controller else H  # a layer's width: the LSTM's 4 gates, or the ReLUs
+    per_layer = (V + R * W + H + 1) * G + (H * G if lstm_controller else 0)  # Wx, Wr, Wd, b; the LSTM's Wh
+    n_params = L * per_layer + L * H * (interface_size(R, W) + V) + R * W * V
+    per_step = L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + 12 * R * N + 3 * V
     return 4 * n_params + S * B * per_step
 
 
-def init_params(cfg, V, rng, dtype):
-    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gates'
-    (cfg["forget_bias"], 1 unless given).
-    Layer l of the controller reads the character (Wx, a gather), the previous reads (Wr),
-    its own h_{t-1} (Wh) and, for l > 0, h_t of the layer below (Wd)."""
+def init_params(cfg, V, rng, dtype, V_out=None):
+    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the LSTM's forget
+    gates' (cfg["forget_bias"], 1 unless given).
+    Layer l of the controller reads the input (Wx: a gather of a character or token id, or
+    the product with a task's bit-form channels; common.embed), the previous reads (Wr),
+    for l > 0 h_t of the layer below (Wd) and, the LSTM only, its own h_{t-1} (Wh). A layer
+    is G = 4H wide for the LSTM (the gates [i, f, o, g]), H for the feedforward controller."""
     H, L, W, R = cfg["hidden"], cfg["layers"], cfg["width"], cfg["reads"]
-    G = 4 * H
+    lstm_controller = cfg.get("controller", "lstm") == "lstm"
+    G = 4 * H if lstm_controller else H
 
     def uniform(fan_in, shape):
         k = 1 / np.sqrt(fan_in)
@@ -598,27 +641,31 @@ def init_params(cfg, V, rng, dtype):
     for l in range(L):
         p[f"Wx{l}"] = uniform(H, (V, G))
         p[f"Wr{l}"] = uniform(H, (R * W, G))
-        p[f"Wh{l}"] = uniform(H, (H, G))
+        if lstm_controller:
+            p[f"Wh{l}"] = uniform(H, (H, G))
         if l > 0:
             p[f"Wd{l}"] = uniform(H, (H, G))
         p[f"b{l}"] = np.zeros(G)
-        p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
+        if lstm_controller:
+            p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
     p["Wxi"] = uniform(L * H, (L * H, interface_size(R, W)))
     p["bxi"] = np.zeros(interface_size(R, W))
-    p["Wy"] = uniform(L * H, (L * H, V))
-    p["Wry"] = uniform(R * W, (R * W, V))
-    p["by"] = np.zeros(V)
+    V_out = V_out or V  # V inputs (rows of Wx: the vocabulary, or C channels), V_out outputs
+    p["Wy"] = uniform(L * H, (L * H, V_out))
+    p["Wry"] = uniform(R * W, (R * W, V_out))
+    p["by"] = np.zeros(V_out)
     return {k: v.astype(dtype) for k, v in p.items()}
 
 
 def init_state(cfg, params, B):
-    """All zeros (§0), batch on axis 0."""
+    """All zeros (§0), batch on axis 0: the memory's state and reads, and the LSTM
+    controller's h and c of each layer (the feedforward controller carries nothing)."""
     H, N, W, R = cfg["hidden"], cfg["memory"], cfg["width"], cfg["reads"]
     dt = params["Wy"].dtype
     s = {"M": np.zeros((B, N, W), dt), "u": np.zeros((B, N), dt), "ww": np.zeros((B, N), dt),
          "p": np.zeros((B, N), dt), "L": np.zeros((B, N, N), dt), "wr": np.zeros((B, R, N), dt),
          "r": np.zeros((B, R, W), dt)}
-    for l in range(cfg["layers"]):
+    for l in range(cfg["layers"] if cfg.get("controller", "lstm") == "lstm" else 0):
         s[f"h{l}"] = np.zeros((B, H), dt)
         s[f"c{l}"] = np.zeros((B, H), dt)
     return s
@@ -630,32 +677,37 @@ class DropCache(NamedTuple):
 
 
 class StepCache(NamedTuple):
-    state: dict  # the state the step started from (its h, c, r are the step's inputs)
-    controller: list  # lstm_step_forward's cache of each layer, handed back to it as it is
+    state: dict  # the state the step started from (its r, and the LSTM's h, c, are the step's inputs)
+    controller: list  # each layer's cache from lstm_step_forward or feedforward_step_forward, handed back as it is
     drops: list  # DropCache of each layer l > 0
     interface: InterfaceCache
     memory: list  # memory_forward's Blocks of batch rows, each with its MemoryCache
 
 
 def dnc_step_forward(params, x, state, cfg, rng=None):
-    """One character per row through controller and memory.
+    """One step of each row (a character, a token or a row of bit channels) through
+    controller and memory.
 
-    x (B,) int, state: dict (init_state) -> hcat (B, LH) controller output, r (B, R, W)
+    x (B,) int ids or (B, C) float channels, state: dict (init_state) -> hcat (B, LH)
+    controller output, r (B, R, W)
     current reads, new state, cache. The output layer is left to the caller, so that a
     window's logits come from one matrix product. cfg: model_cfg's (its "block_floats" sizes
-    memory_forward's blocks); rng: draws the dropout masks between controller layers (None:
-    no dropout)."""
+    memory_forward's blocks, its "controller" the layers' kind); rng: draws the dropout masks
+    between controller layers (None: no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
     new, hs, controller, below, drops = {}, [], [], None, []
     for l in range(Lyr):
-        zx = params[f"Wx{l}"][x] + r_prev @ params[f"Wr{l}"] + params[f"b{l}"]  # (B, G)
+        zx = common.embed(x, params[f"Wx{l}"]) + r_prev @ params[f"Wr{l}"] + params[f"b{l}"]  # (B, G)
         if l > 0:
             below, mask = common.dropout(below, cfg["dropout"], rng)  # between layers
             drops.append(DropCache(below, mask))
             zx += below @ params[f"Wd{l}"]
-        h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
-        new[f"h{l}"], new[f"c{l}"] = h, c
+        if cfg["controller"] == "lstm":
+            h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
+            new[f"h{l}"], new[f"c{l}"] = h, c
+        else:  # feedforward: h = relu(zx), and nothing carried to step t+1
+            h, cache = feedforward_step_forward(zx)
         hs.append(h)
         controller.append(cache)
         below = h
@@ -673,7 +725,8 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
 
     dhcat (B, LH), dr (B, R, W): adjoints from the output layer at this step;
     dstate: adjoints of this step's new state from step t+1 (zeros after a window's end)
-    -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)"""
+    -> dstate_prev, dxi (B, |xi|), dzs: list of (B, G) per layer (for the weight sums)
+    (G = 4H for the LSTM controller, H for the feedforward one)"""
     _, controller, drops, c_interface, c_memory = cache  # the state is read by backward()
     Lyr, H = cfg["layers"], cfg["hidden"]
     dparts, dmem_prev = memory_backward(dr + dstate["r"], dstate, c_memory, cfg["stop_usage_grad"])
@@ -682,9 +735,12 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
     dprev, dzs, dh_from_above = dict(dmem_prev), [None] * Lyr, 0
     dr_prev = 0
     for l in reversed(range(Lyr)):
-        dh = dhcat[:, l * H:(l + 1) * H] + dstate[f"h{l}"] + dh_from_above
-        dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], controller[l],
-                                                                     params[f"Wh{l}"])
+        if cfg["controller"] == "lstm":  # h_t also reached step t+1, and so did c_t
+            dh = dhcat[:, l * H:(l + 1) * H] + dstate[f"h{l}"] + dh_from_above
+            dz, dprev[f"h{l}"], dprev[f"c{l}"] = lstm.lstm_step_backward(dh, dstate[f"c{l}"], controller[l],
+                                                                         params[f"Wh{l}"])
+        else:  # feedforward: h_t reached the interface, the output and the layer above, not step t+1
+            dz = feedforward_step_backward(dhcat[:, l * H:(l + 1) * H] + dh_from_above, controller[l])
         dzs[l] = dz
         dr_prev = dr_prev + dz @ params[f"Wr{l}"].T
         if l > 0:
@@ -694,7 +750,7 @@ def dnc_step_backward(dhcat, dr, dstate, cache, params, cfg):
 
 
 class ModelCache(NamedTuple):
-    inputs: np.ndarray  # (S, B) int
+    inputs: np.ndarray  # (S, B) int ids or (S, B, C) float channels
     params: dict
     cfg: dict
     steps: list  # StepCache of each step
@@ -705,7 +761,7 @@ class ModelCache(NamedTuple):
 
 
 def forward(params, inputs, state, cfg=None, rng=None):
-    """inputs (S, B) int -> logits (S, B, V), last state, cache
+    """inputs (S, B) int ids, or (S, B, C) float channels -> logits (S, B, V_out), last state, cache
 
     cfg: the run's configuration (its "stop_usage_grad" and "dropout" are read here; the
     sizes come from the arrays); rng: draws the dropout masks. Dropout is on only when
@@ -719,12 +775,12 @@ def forward(params, inputs, state, cfg=None, rng=None):
         steps.append(cache)
     Hc, Rs = np.stack(hcats), np.stack(rs)  # (S, B, LH), (S, B, RW)
     Hy, mask_y = common.dropout(Hc, cfg["dropout"], rng)  # before the output layer
-    logits = Hy @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V) the paper's v_t + W_r r_t
+    logits = Hy @ params["Wy"] + Rs @ params["Wry"] + params["by"]  # (S, B, V_out) the paper's v_t + W_r r_t
     return logits, state, ModelCache(inputs, params, cfg, steps, Hc, Hy, mask_y, Rs)
 
 
 def backward(dlogits, cache):
-    """dlogits (S, B, V) -> grads with the keys of params"""
+    """dlogits (S, B, V_out) -> grads with the keys of params"""
     inputs, params, cfg, steps, Hc, Hy, mask_y, Rs = cache
     S, B, V = dlogits.shape
     flat = dlogits.reshape(-1, V)
@@ -744,11 +800,12 @@ def backward(dlogits, cache):
     for l in range(cfg["layers"]):
         dz = np.stack([d[l] for d in dzs])  # (S, B, G)
         dzf = dz.reshape(S * B, -1)
-        h_prev = np.stack([step.state[f"h{l}"] for step in steps]).reshape(S * B, H)
-        grads[f"Wh{l}"] = h_prev.T @ dzf
+        if cfg["controller"] == "lstm":  # the recurrent weights
+            h_prev = np.stack([step.state[f"h{l}"] for step in steps]).reshape(S * B, H)
+            grads[f"Wh{l}"] = h_prev.T @ dzf
         grads[f"Wr{l}"] = R_prev.T @ dzf
         grads[f"b{l}"] = dzf.sum(0)
-        grads[f"Wx{l}"] = common.gather_backward(inputs, dz, params[f"Wx{l}"].shape[0])
+        grads[f"Wx{l}"] = common.embed_backward(inputs, dz, params[f"Wx{l}"].shape[0])  # gather or product
         if l > 0:  # the layer below's h as layer l read it, after dropout
             below = np.stack([step.drops[l - 1].h for step in steps]).reshape(S * B, H)
             grads[f"Wd{l}"] = below.T @ dzf
@@ -762,17 +819,24 @@ def step(params, x, state):
 
 
 def discrete_choices(cache):
-    """The free-list orders phi (S, B, N) of a forward: the gradient treats them as
-    constants (§5), so a gradient check must not difference across a change of them.
-    Each step's blocks of batch rows (memory_forward) are joined again, in row order."""
-    return np.stack([np.concatenate([c.allocation.phi for _, c in step.memory]) for step in cache.steps])
+    """The discrete choices of a forward, which the gradient treats as constants, so that a
+    gradient check must not difference across a change of them: the free-list orders phi
+    (S, B, N) (§5; each step's blocks of batch rows, memory_forward, joined again in row
+    order) and, with the feedforward controller, after them on the last axis, which units
+    of each layer the ReLU let through (S, B, LH), a kink at z = 0 (§1.1).
+    -> (S, B, N) or (S, B, N + LH) int"""
+    phi = np.stack([np.concatenate([c.allocation.phi for _, c in step.memory]) for step in cache.steps])
+    if cache.cfg["controller"] == "lstm":
+        return phi
+    active = np.stack([np.concatenate(step.controller, axis=1) for step in cache.steps])  # (S, B, LH) bool
+    return np.concatenate([phi, active], axis=-1)
 
 
 def memory_pictures(params, inputs, cfg):
     """What --show and --plot draw of the memory at work, one episode from a zero state:
-    inputs (T, 1) int -> rows (label, (K, T) array in [0, 1]): the write weighting and
-    each read head's weighting (locations down, time across), the free, allocation and
-    write gates, and the usage."""
+    inputs (T, 1) int or (T, 1, C) float -> rows (label, (K, T) array in [0, 1]): the
+    write weighting and each read head's weighting (locations down, time across), the
+    free, allocation and write gates, and the usage."""
     state = init_state(cfg, params, 1)
     run_cfg = model_cfg(params, state, cfg)
     seen = {"ww": [], "wr": [], "u": [], "free": [], "alloc": [], "write": []}
@@ -794,13 +858,16 @@ def memory_pictures(params, inputs, cfg):
 
 
 def model_cfg(params, state, cfg=None, rng=None):
-    """The sizes, read off the arrays, so forward works for any params / state pair; and
+    """The sizes and the controller, read off the arrays (layers l > 0 have Wd{l}, only the
+    LSTM has the recurrent Wh{l}), so forward works for any params / state pair; and
     the options that no array shows from the run's configuration cfg: --stop-usage-grad
     (off when cfg is None), --dropout (on only when an rng draws the masks) and the size of
     memory_forward's blocks of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
     B, R, N = state["wr"].shape
     cfg = cfg or {}
-    return {"hidden": params["Wh0"].shape[0], "layers": sum(k.startswith("Wh") for k in params),
+    layers = 1 + sum(k.startswith("Wd") for k in params)
+    return {"controller": "lstm" if "Wh0" in params else "feedforward",
+            "hidden": params["Wxi"].shape[0] // layers, "layers": layers,
             "memory": N, "width": state["M"].shape[2], "reads": R,
             "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
             "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0,

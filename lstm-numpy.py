@@ -11,7 +11,9 @@ The cell is the paper-standard LSTM (Hochreiter & Schmidhuber; gates as in Grave
     i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
     c = f * c_prev + i * g
     h = o * tanh(c)
-Layer 0 reads the character: x Wx is row x of Wx0 (a gather, not a one-hot product).
+Layer 0 reads the input (common.embed): a character or token id x by a row gather, x Wx
+= row x of Wx0 (not a one-hot product); a memory task's bit form, a float row of C
+channels (the bits and the task's flags), by the product x Wx0.
 Layer l > 0 reads h of layer l-1. The output reads the top layer: logits = h Wy + by.
 With --dropout p, the input of every layer above the first and the input of the output
 layer are multiplied by a random mask (common.dropout; Zaremba et al. 2014): the
@@ -142,10 +144,12 @@ def memory_floats(cfg, V, B, S):
     return 4 * n_params + S * B * (L * 14 * H + 3 * V)
 
 
-def init_params(cfg, V, rng, dtype):
+def init_params(cfg, V, rng, dtype, V_out=None):
     """Uniform(-1/sqrt(H), 1/sqrt(H)) weights, zero biases but the forget gate's
-    (cfg["forget_bias"], 1 unless given: a forget gate that starts open)."""
-    H, L = cfg["hidden"], cfg["layers"]
+    (cfg["forget_bias"], 1 unless given: a forget gate that starts open). V inputs (rows
+    of Wx0: the vocabulary, or a task's C input channels), V_out outputs (columns of Wy;
+    None: V)."""
+    H, L, V_out = cfg["hidden"], cfg["layers"], V_out or V
     k = 1 / np.sqrt(H)
     p = {}
     for l in range(L):
@@ -153,8 +157,8 @@ def init_params(cfg, V, rng, dtype):
         p[f"Wh{l}"] = rng.uniform(-k, k, (H, 4 * H))
         p[f"b{l}"] = np.zeros(4 * H)
         p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
-    p["Wy"] = rng.uniform(-k, k, (H, V))
-    p["by"] = np.zeros(V)
+    p["Wy"] = rng.uniform(-k, k, (H, V_out))
+    p["by"] = np.zeros(V_out)
     return {name: v.astype(dtype) for name, v in p.items()}
 
 
@@ -164,7 +168,7 @@ def init_state(cfg, params, B):
 
 
 def forward(params, inputs, state, cfg=None, rng=None):
-    """inputs (S, B) int -> logits (S, B, V), last state, cache
+    """inputs (S, B) int ids, or (S, B, C) float channels -> logits (S, B, V_out), last state, cache
 
     cfg: the run's configuration (only its "dropout" is read here; the sizes come from
     the arrays); rng: draws the dropout masks. Dropout is on only when both are given,
@@ -175,11 +179,11 @@ def forward(params, inputs, state, cfg=None, rng=None):
     L = len(state) // 2
     x, new_state, layers = None, {}, []
     for l in range(L):
-        # the input's share of the gates for every step at once: a gather for layer 0
-        # (rows of Wx0 + b: the bias is added to the V rows once, not to all S*B gathered)
+        # the input's share of the gates for every step at once: for layer 0 a gather
+        # of ids or a product of channels (common.embed)
         mask = None
         if l == 0:
-            zx = (params["Wx0"] + params["b0"])[inputs]  # (S, B, G)
+            zx = common.embed(inputs, params["Wx0"], params["b0"])  # (S, B, G)
         else:
             x, mask = common.dropout(x, p_drop, rng)  # between layers
             zx = x @ params[f"Wx{l}"] + params[f"b{l}"]  # (S, B, G)
@@ -193,7 +197,7 @@ def forward(params, inputs, state, cfg=None, rng=None):
 
 
 def backward(dlogits, cache):
-    """dlogits (S, B, V) -> grads with the keys of params"""
+    """dlogits (S, B, V_out) -> grads with the keys of params"""
     inputs, params, layers, x_top, mask_y = cache
     V = dlogits.shape[-1]
     H = x_top.shape[-1]
@@ -207,7 +211,7 @@ def backward(dlogits, cache):
         grads[f"Wh{l}"] = layer.hs[:-1].reshape(-1, H).T @ flat
         grads[f"b{l}"] = flat.sum(0)
         if l == 0:
-            grads["Wx0"] = common.gather_backward(inputs, dzs, params["Wx0"].shape[0])
+            grads["Wx0"] = common.embed_backward(inputs, dzs, params["Wx0"].shape[0])
         else:
             grads[f"Wx{l}"] = layer.x.reshape(-1, H).T @ flat
             dx = common.dropout_backward(dzs @ params[f"Wx{l}"].T, layer.mask)  # into the layer below

@@ -62,7 +62,7 @@ def threads_that_pay(params, cfg, B, cores):
     work, which NumPy runs on one thread anyway. Measured on 2 idle cores: LSTM 128/32
     1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x, where splitting a
     small product costs more than it saves; the DNC at N 64 1.03x and N 256 0.95x."""
-    product = B * params["Wh0"].size
+    product = B * params["Wh0"].size if "Wh0" in params else 0  # a feedforward controller has none
     links = 16 * B * cfg.get("memory", 0) ** 2
     return min(cores, 2) if product >= 2 ** 19 and links < product else 1
 

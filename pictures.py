@@ -17,17 +17,21 @@ LABEL = 16  # columns for the labels
 
 def episode_rows(model, cfg, params, task, rng, length):
     """One fresh episode of `length` through the model -> rows, title."""
-    inputs, targets, mask = task.episodes(rng, 1, length=length)  # (T, 1)
+    inputs, targets, mask = task.episodes(rng, 1, length=length)  # (T, 1) or (T, 1, C); (T, 1) or (T, 1, K)
     logits, _, _ = model.forward(params, inputs, model.init_state(cfg, params, 1), cfg)
-    p = common.softmax(logits[:, 0].astype(np.float64))  # (T, V)
-    bits = task.token_bits(np.arange(task.V))  # (V, out_bits), -1 for no answer
     on = mask[:, 0, None]  # (T, 1) the answer steps
-    # the probability of each output bit being 1: the sum of p over the tokens with that bit set
-    out = (p @ (bits == 1)) * on  # (T, out_bits)
-    want = np.where(on, task.token_bits(targets[:, 0]), 0).clip(0)  # (T, out_bits)
-    guess = task.token_bits(logits[:, 0].argmax(-1))
-    wrong = int(((guess != task.token_bits(targets[:, 0])) * on).sum())
-    rows = [("input", task.input_channels(inputs[:, 0]).T), ("target", want.T), ("output", out.T)]
+    if task.io == "bits":  # the model's inputs and targets are already the rows drawn
+        channels, want = inputs[:, 0], targets[:, 0]  # (T, C), (T, K)
+        out = common.sigmoid(logits[:, 0].astype(np.float64)) * on  # (T, K) each bit's probability of 1
+    else:  # tokens: drawn as the channels of the bit form
+        channels = task.input_channels(inputs[:, 0])  # (T, C)
+        want = np.where(on, task.token_bits(targets[:, 0]), 0).clip(0)  # (T, out_bits)
+        p = common.softmax(logits[:, 0].astype(np.float64))  # (T, V)
+        bits = task.token_bits(np.arange(task.V))  # (V, out_bits), -1 for no answer
+        # the probability of each output bit being 1: the sum of p over the tokens with that bit set
+        out = (p @ (bits == 1)) * on  # (T, out_bits)
+    wrong = int((task.wrong_bits(logits, targets) * mask).sum())
+    rows = [("input", channels.T), ("target", want.T), ("output", out.T)]
     if hasattr(model, "memory_pictures"):
         rows += model.memory_pictures(params, inputs, cfg)
     title = f"{task.describe()}\none episode of length {length}, {wrong} wrong bits"

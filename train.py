@@ -1,6 +1,6 @@
 """The one training loop of every script, and its command line.
 
-train() below is the loop, as min-char-rnn's: the next batch, forward, cross-entropy,
+train() below is the loop, as min-char-rnn's: the next batch, forward, the loss,
 backward, one clip, the optimiser's step (Adagrad, Adam or RMSProp: --optim), the
 recurrent state carried to the next window, and every --report iterations a report.
 Two kinds of data flow through it:
@@ -10,6 +10,11 @@ Two kinds of data flow through it:
     task   B fresh episodes of a memory task (data/tasks.py) per iteration; the state
            (the DNC's whole memory too) starts from zero at every episode; only the
            answer steps are scored, through a mask
+
+Each source names its loss: a text, and a task's token form (--io tokens), the softmax
+cross-entropy in mean nats per scored step (common.cross_entropy); a task's bit form
+(--io bits, the default) the bit-wise sigmoid cross-entropy in nats per episode, as
+deepmind/dnc trains (common.sigmoid_cross_entropy).
 
 Below the loop, in this order: Run, which keeps the books of a run (validation, the
 progress line, the CSV log, the best weights and --patience, the learning rate of each
@@ -39,7 +44,7 @@ tasks = common.load_script(os.path.join("data", "tasks.py"))
 DEFAULTS = {"hidden": 128, "layers": 1, "batch": 32, "seq": 32, "time": 120.0, "val_frac": 0.1}
 VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at every report
 EVAL_ROWS = 128  # at most this many parallel streams validate a text
-TASK_FLAGS = ("bits", "length", "repeats")
+TASK_FLAGS = ("io", "bits", "length", "repeats")
 CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
 
 
@@ -57,11 +62,11 @@ def train(model, cfg, params, opt, state, source, rng, run):
     args = run.args
     with ctrl_c_flag() as interrupted:
         while not interrupted and not run.should_stop():
-            inputs, targets, mask, reset = source.next(rng)  # (S, B) ids; mask: the scored steps, or None
+            inputs, targets, mask, reset = source.next(rng)  # (S, B) ids or (S, B, C) bits; mask: scored steps
             common.reset_rows(state, reset)  # rows that start afresh (a wrapped text, a new episode)
 
-            logits, new_state, cache = model.forward(params, inputs, state, cfg, rng)  # (S, B, V)
-            loss, dlogits = common.cross_entropy(logits, targets, mask)  # mean nats per scored step
+            logits, new_state, cache = model.forward(params, inputs, state, cfg, rng)  # (S, B, V_out)
+            loss, dlogits = source.loss(logits, targets, mask)  # the source's: softmax or bit-wise, below
             run.check_finite(loss)
             grads = model.backward(dlogits, cache)  # backpropagation through the window's S steps
 
@@ -114,7 +119,7 @@ class Run:
         self.vocab, self.opt, self.rng, self.threads = vocab, opt, rng, threads
         self.it = self.start_it = info.get("iter", 0)
         self.task_seed = info.get("task_seed", args.seed)
-        self.progress = Progress(task is not None, info.get("seen"))
+        self.progress = Progress(task is not None, info.get("seen"), source.loss is common.sigmoid_cross_entropy)
         self.mark = (0, 0.0)  # steps and training seconds at the last report
         self.val, self.reported, self.stopped, self.saved = None, None, None, False
         self.best_val, self.best_iter = info.get("best_val"), info.get("best_iter")
@@ -122,7 +127,7 @@ class Run:
         self.lr_scale = info.get("lr_scale", 1.0)  # --lr-decay's factors so far
         self.next_report = args.report_seconds  # seconds of training (--report-seconds)
         self.has_val = task is not None or len(source.val) > 1
-        self.chance = 2 * math.log2(task.V if task else len(vocab))  # two reports above it: diverged
+        self.chance = 2 * (task.chance_bits if task else math.log2(len(vocab)))  # two reports above it: diverged
         self.exploded = []  # reports in a row above it (the first steps may overshoot once)
 
     def should_stop(self):
@@ -219,7 +224,7 @@ class Run:
         a, task = self.args, self.task
         meta = {"iter": self.it, "lr_scale": self.lr_scale, "best_val": self.best_val, "best_iter": self.best_iter,
                 "stale": self.stale, "seen": self.progress.seen(), "task_seed": self.task_seed,
-                "task": {"name": task.name, "settings": task.settings} if task else None}
+                "task": {"name": task.name, "settings": task.settings, "io": task.io} if task else None}
         cursors = self.source.batches.cursors if task is None else np.zeros(0, np.int64)
         common.save_checkpoint(a.save, self.model.KIND, self.cfg, params, opt, self.vocab, meta, state, cursors,
                                self.rng, self.best_params)
@@ -278,11 +283,12 @@ class Progress:
     """The ancestor's progress line, with the loss averaged over the report window and
     the training rate counted without the time spent validating and sampling."""
 
-    def __init__(self, is_task, seen=None):
+    def __init__(self, is_task, seen=None, per_episode=False):
         self.is_task = is_task
+        self.per_episode = per_episode  # the loss is nats per episode (bit-wise), not per scored step
         self.start = time.perf_counter()
         self.aside = 0.0  # seconds spent validating and sampling
-        self.window = [0.0, 0.0, 0.0]  # nats x scored steps, scored steps, episodes
+        self.window = [0.0, 0.0, 0.0]  # nats, scored steps, episodes
         self.last = float("nan")
         self.steps = 0  # input steps (characters) trained on in this run
         seen = seen or {}
@@ -290,12 +296,13 @@ class Progress:
         self.episodes = 0
 
     def add(self, loss, mask, inputs):
-        scored = float(mask.sum()) if mask is not None else float(inputs.size)
-        self.window[0] += loss * scored
+        T, B = inputs.shape[:2]  # inputs (T, B) ids or (T, B, C) channels
+        scored = float(mask.sum()) if mask is not None else float(T * B)
+        self.window[0] += loss * (B if self.per_episode else scored)  # the batch's nats
         self.window[1] += scored
-        self.window[2] += inputs.shape[1]
-        self.steps += inputs.size
-        self.episodes += inputs.shape[1] if self.is_task else 0
+        self.window[2] += B
+        self.steps += T * B
+        self.episodes += B if self.is_task else 0
 
     def elapsed(self):
         return time.perf_counter() - self.start
@@ -377,6 +384,8 @@ def log_row(path, it, progress, train, val):
 class TextSource:
     """Windows of a text for training; BPC on its held-out parts."""
 
+    loss = staticmethod(common.cross_entropy)  # mean nats per character
+
     def __init__(self, vocab, train, val, test, B, S, val_chars):
         self.vocab, self.train, self.val, self.test = vocab, train, val, test
         self.batches = common.Batches(train, B, S)
@@ -405,15 +414,19 @@ class TextSource:
 
 class TaskSource:
     """Fresh episodes of a memory task for training; a fixed set of other fresh episodes
-    (from a generator of their own) for validation, the same at every report."""
+    (from a generator of their own) for validation, the same at every report. The loss
+    is the task form's: the bit-wise sigmoid cross-entropy (bits), nats per episode, or
+    the softmax cross-entropy (tokens), mean nats per answer step."""
 
     def __init__(self, task, B, seed):
         self.task, self.B = task, B
+        self.loss = common.LOSSES[task.io]
         val_rng = np.random.default_rng([seed, 1])
         self.val = [task.episodes(val_rng, B) for _ in range(-(-VAL_EPISODES // B))]
 
     def next(self, rng):
-        """-> inputs (T, B), targets (T, B), mask (T, B) bool, reset: every row"""
+        """-> inputs (T, B) or (T, B, C), targets (T, B) or (T, B, K), mask (T, B) bool,
+        reset: every row"""
         inputs, targets, mask = self.task.episodes(rng, self.B)
         return inputs, targets, mask, np.ones(self.B, bool)
 
@@ -443,15 +456,19 @@ def evaluate_task(model, cfg, params, task, batches):
     """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
     -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
     the most likely answer that differ from the target), solved (fraction of episodes
-    with no wrong bit), answer_bits (per episode: how many bits were asked for)."""
+    with no wrong bit), answer_bits (per episode: how many bits were asked for).
+    The nats are the loss's: summed over a step's bits (bits), of the target token (tokens)."""
     nats = steps = wrong = solved = seqs = 0.0
     for inputs, targets, mask in batches:
         state = model.init_state(cfg, params, inputs.shape[1])
         logits = model.forward(params, inputs, state, cfg)[0]  # the cache goes at once
-        nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
+        if task.io == "bits":
+            nll = common.bit_nats(logits, targets).sum(-1)  # (T, B)
+        else:
+            nll = -np.take_along_axis(common.log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (T, B)
         nats += float((nll * mask).sum(dtype=np.float64))
         steps += float(mask.sum())
-        bad = (task.token_bits(logits.argmax(-1)) != task.token_bits(targets)).sum(-1) * mask  # (T, B)
+        bad = task.wrong_bits(logits, targets) * mask  # (T, B)
         per_episode = bad.sum(0)  # (B,)
         wrong += float(per_episode.sum())
         solved += float((per_episode == 0).sum())
@@ -473,20 +490,20 @@ def start(model, args, ck, task, script):
         args.batch, args.seq = ck["info"]["cfg"]["batch"], ck["info"]["cfg"]["seq"]
     if task is None:
         vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)
-        V = len(vocab)
+        V_in = V_out = len(vocab)
         source = TextSource(vocab, train_ids, val_ids, test_ids, args.batch, args.seq, args.val_chars)
         S = args.seq
     else:
-        vocab, V = None, task.V
+        vocab, V_in, V_out = None, task.V_in, task.V_out  # tokens: V both ways; bits: C channels in, K out
         # the validation episodes come from the seed of the run's start, kept on resuming
         source = TaskSource(task, args.batch, ck["info"].get("task_seed", args.seed) if ck else args.seed)
         S = max(inputs.shape[0] for inputs, _, _ in source.val)
     cfg = ck["info"]["cfg"] if ck is not None else dict(model.config(args), batch=args.batch, seq=args.seq)
-    check_fits(model, cfg, V, args.batch, S, dtype)
+    check_fits(model, cfg, max(V_in, V_out), args.batch, S, dtype)  # the wider of the two: an upper bound
 
     if ck is None:
         rng = np.random.default_rng(args.seed)
-        params = model.init_params(cfg, V, rng, dtype)
+        params = model.init_params(cfg, V_in, rng, dtype, V_out)
         opt = common.OPTIMIZERS[args.optim](params, args.lr)
         state = model.init_state(cfg, params, args.batch)
         info = {}
@@ -507,8 +524,8 @@ def start(model, args, ck, task, script):
     run = Run(args, model, cfg, source, task, vocab, opt, rng, info, threads)
     if ck is not None and info.get("best_val") is not None:
         run.best_params = {k: v.astype(dtype) for k, v in ck["best"].items()}
-    what = (task.describe() if task else
-            f"{V} symbols, {len(source.train)} train / {len(source.val)} val"
+    what = (f"{task.describe()}, --io {task.io}" if task else
+            f"{V_in} symbols, {len(source.train)} train / {len(source.val)} val"
             + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
             + (f" (the first {len(source.val_report)} validate each report)"
                if len(source.val_report) < len(source.val) else ""))
@@ -618,12 +635,16 @@ def check_fits(model, cfg, V, B, S, dtype):
 def gradcheck_mode(model, args, task):
     cfg = dict(model.config(args), batch=3, seq=6)
     tol = 1e-6
+    loss_name = {"bits": "bit-wise sigmoid cross-entropy", "tokens": "softmax cross-entropy"}
     print(f"{model.KIND} gradient check, float64, sizes {model.config(args)}"
-          + (f", {task.describe()}, its masked loss" if task else ""))
-    episodes = task.episodes(np.random.default_rng(args.seed), 3) if task else None
-    V = task.V if task else 7
-    worst, count = common.check_model_gradients(model, cfg, V=V, checks=args.checks, seed=args.seed, tol=tol,
-                                                episodes=episodes)
+          + (f", {task.describe()}, --io {task.io}, its masked loss ({loss_name[task.io]})" if task else ""))
+    if task is None:  # a random text, from a carried state
+        worst, count = common.check_model_gradients(model, cfg, V=7, checks=args.checks, seed=args.seed, tol=tol)
+    else:  # episodes of the task in its form, from a zero state, with the form's loss
+        episodes = task.episodes(np.random.default_rng(args.seed), 3)
+        worst, count = common.check_model_gradients(model, cfg, V=task.V_in, V_out=task.V_out, checks=args.checks,
+                                                    seed=args.seed, tol=tol, episodes=episodes,
+                                                    loss=common.LOSSES[task.io])
     return 0 if common.gradcheck_verdict(worst, count, tol) else 1
 
 
@@ -786,7 +807,13 @@ def make_parser(model, description, defaults):
     p.add_argument("--encoding", help="text file encoding (default utf-8; latin-1 for enwik8)")
     t = p.add_argument_group("memory tasks (instead of a text)")
     t.add_argument("--task", choices=sorted(tasks.TASKS), help="train on episodes of a memory task")
-    t.add_argument("--bits", type=pos_int, help="bits of each vector (copy 6, repeat-copy 4, recall 6)")
+    t.add_argument("--io", choices=tasks.IO_FORMS,
+                   help="bits (the default): each step a row of bits and flag channels, one sigmoid per "
+                        "output bit, the bit-wise cross-entropy, as in the papers; tokens: each step one "
+                        "token, a softmax over 2^bits + a few (--bits at most 10)")
+    t.add_argument("--bits", type=pos_int,
+                   help=f"bits of each vector (copy 6, repeat-copy 4, recall 6; at most {tasks.MAX_BITS['bits']}, "
+                        f"{tasks.MAX_BITS['tokens']} with --io tokens)")
     t.add_argument("--length", type=range_arg, metavar="MIN-MAX",
                    help="episode lengths: copy / repeat-copy sequence length, recall items, add bits")
     t.add_argument("--repeats", type=range_arg, metavar="MIN-MAX", help="repeat-copy's repeat counts")
@@ -878,16 +905,24 @@ def run(model, args, defaults):
     choose_checkpoints(model, args)
     script = f"{model.KIND}-numpy.py"
     ck = common.load_checkpoint(args.load, model.KIND) if args.load else None
+    if ck is not None and getattr(args, "controller", None):  # the DNC's --controller
+        had = ck["info"]["cfg"].get("controller", "lstm")  # checkpoints from before --controller were all lstm
+        if args.controller != had:
+            raise UserError(f"{args.load} was trained with --controller {had}; drop --controller {args.controller} "
+                            f"or start a new run")
     task = None
     if ck is not None and ck["info"].get("task"):
         saved = ck["info"]["task"]
         if args.task and args.task != saved["name"]:
             raise UserError(f"{args.load} was trained on the task {saved['name']}, not {args.task}")
+        io = saved.get("io", "tokens")  # checkpoints from before --io were all tokens
+        if args.io not in (None, io):
+            raise UserError(f"{args.load} was trained with --io {io}; drop --io {args.io} or start a new run")
         clash = {k: v for k, v in task_settings(args).items() if saved["settings"].get(k) != v}
         if clash and not args.eval_lengths:
             raise UserError(f"{args.load} was trained with {saved['name']} settings {saved['settings']}; "
                             f"drop the task options that differ ({', '.join(sorted({tasks.OPTION[k] for k in clash}))})")
-        task = make_task(saved["name"], saved["settings"])
+        task = make_task(saved["name"], saved["settings"], io)
         if args.text:
             raise UserError(f"{args.load} is a {saved['name']} model: it takes no text")
     elif ck is not None:
@@ -895,7 +930,7 @@ def run(model, args, defaults):
             what = f"--task {args.task}" if args.task else "--eval-lengths, --show and --plot"
             raise UserError(f"{args.load} was trained on a text; {what} need a model trained on a task")
     elif args.task:
-        task = make_task(args.task, task_settings(args))
+        task = make_task(args.task, task_settings(args), args.io or "bits")
     args.given = {k for k, v in vars(args).items() if v is not None}  # before the defaults fill in
     fill_sizes(args, model, task, defaults)
     if args.gradcheck:
@@ -920,8 +955,8 @@ def fill_sizes(args, model, task, defaults):
         args.forget_bias = FORGET_BIAS[args.optim or "adagrad"]
 
 
-def make_task(name, settings):
+def make_task(name, settings, io):
     try:
-        return tasks.make_task(name, **settings)
+        return tasks.make_task(name, io, **settings)
     except tasks.TaskError as e:
         raise UserError(str(e)) from None

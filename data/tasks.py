@@ -1,32 +1,50 @@
-"""The memory tasks of the NTM and DNC papers, as token sequences for the models here.
+"""The memory tasks of the NTM and DNC papers, in the papers' bit form or as tokens.
 
     copy         x1..xL, a delimiter; answer x1..xL              (Graves et al. 2014, NTM)
     repeat-copy  x1..xL, "repeat k times"; answer x1..xL k times, then an end mark (deepmind/dnc)
     recall       items, then one of them; answer the item that followed it (NTM, associative recall)
     add          two binary numbers, least significant bit first; answer their sum  (iamtrask)
 
-Why tokens: every model here reads one integer token per step (a row gather) and outputs
-a softmax over the same V tokens. Encoding each step's input vector as ONE token keeps the
-models and their loss unchanged; the only addition is a mask, so that the cross-entropy
-counts the answer steps alone. A b-bit vector is token 0..2^b-1, the integer whose binary
-digits are the bits: column j of the vector is bit j of the integer (column 0 = least
-significant). The markers (delimiter, repeat counts, end, item, query) are the tokens after
-those, and the last token is the blank, read when there is nothing to read. (add has its
-own four tokens, 2*a_bit + b_bit.) A softmax over 2^b tokens predicts the b bits jointly
-rather than one sigmoid each as in the papers; the price is V = 2^b + a few, hence
---bits <= 10.
+Every generator builds an episode as one integer a step: a b-bit vector is the integer
+0..2^b-1 whose binary digits are its bits (column j of the vector is bit j, column 0 the
+least significant), the markers (delimiter, repeat counts, end, item, query) are the
+integers after those, and the last is the blank, read when there is nothing to read.
+(add has its own four, 2*a_bit + b_bit.) A mask marks the answer steps, the only ones a
+loss scores. The episode then takes one of two forms (--io), the same draws in both:
 
-    task = make_task("copy", bits=6, max_length=10)
-    inputs, targets, mask = task.episodes(rng, B)     # (T, B) int64, (T, B) int64, (T, B) bool
-    # loss: softmax cross-entropy of the logits against targets, where mask only
+    bits    (the default, the papers') each step's input is a float row of C channels:
+            the b bits, then the task's flag channels (copy: delimiter; repeat-copy:
+            delimiter and the repeat count k / max k; recall: item and query markers;
+            add: the bits of a and b); blank is all 0. The output is one sigmoid per
+            answer channel (the b bits; repeat-copy adds deepmind's end channel; add
+            has one, the sum's bit), scored by the bit-wise sigmoid cross-entropy summed
+            over channels and answer steps, per episode, as deepmind/dnc's loss. The
+            models read the rows through a product x Wx. Any --bits up to 62.
+    tokens  each step's input is ONE token, its integer, read by a row gather, and the
+            output a softmax over the same V = 2^b + a few tokens, which predicts the b
+            bits jointly; the loss is the softmax cross-entropy per answer step. V grows
+            as 2^b, hence --bits <= 10 in this form.
 
-Shapes: T time steps of the longest episode in the batch, B episodes, C input channels.
+    task = make_task("copy", bits=6, max_length=10)               # io="bits"
+    inputs, targets, mask = task.episodes(rng, B)  # (T, B, C) float32, (T, B, K) float32, (T, B) bool
+    task = make_task("copy", io="tokens", bits=6, max_length=10)
+    inputs, targets, mask = task.episodes(rng, B)  # (T, B) int64, (T, B) int64, (T, B) bool
+
+A model reads V_in = C channels (bits) or V tokens, and emits V_out = K channels (bits)
+or V logits. Either way the measures are the papers': the wrong bits per episode of the
+most likely answer (wrong_bits) and the share of episodes with none.
+
+Shapes: T time steps of the longest episode in the batch, B episodes, C input channels,
+K output channels (out_bits).
 """
 import re
 
 import numpy as np
 
-MAX_BITS = 10
+IO_FORMS = ("bits", "tokens")  # --io: the papers' bit vectors (the default), or one token a step
+# the most --bits: a vector is drawn as one int64 (2^62 and the markers fit), and the
+# token form's softmax has V = 2^bits + a few outputs
+MAX_BITS = {"bits": 62, "tokens": 10}
 
 # the option a user types for each setting, so that messages speak the user's language
 OPTION = {"bits": "--bits", "min_length": "--length", "max_length": "--length",
@@ -76,15 +94,19 @@ def as_int(key, v):
 
 
 class Task:
-    """One memory task. Subclasses set name, DEFAULTS, model_defaults, and in _layout()
-    self.bits and self.markers; then tokens are: data 0..2^bits-1, one per marker in
-    order, blank last. They build their episodes in _build()."""
+    """One memory task in one form (io: "bits" or "tokens"). Subclasses set name,
+    DEFAULTS, model_defaults, and in _layout() self.bits and self.markers; then the
+    integers of a step are: data 0..2^bits-1, one per marker in order, blank last. They
+    build their episodes in _build(), as those integers."""
     name = ""
     DEFAULTS = {}  # setting -> default, the settings the task takes
     model_defaults = {}  # model sizes of the task's reference setting ({}: the script's own)
     LEAST, MOST = 1, None  # the shortest (longest, None: no limit) episode length it can make
 
-    def __init__(self, **settings):
+    def __init__(self, io="bits", **settings):
+        if io not in IO_FORMS:
+            raise TaskError(f"--io must be bits or tokens, got {io!r}")
+        self.io = io
         unknown = sorted(set(settings) - set(self.DEFAULTS))
         if unknown:
             takes = sorted({OPTION.get(k, k) for k in self.DEFAULTS})
@@ -102,14 +124,35 @@ class Task:
         self.input_labels = [f"bit{j}" for j in range(self.bits)] + list(self.markers)
 
     def __eq__(self, other):
-        return isinstance(other, Task) and (self.name, self.settings) == (other.name, other.settings)
+        return isinstance(other, Task) and ((self.name, self.io, self.settings)
+                                            == (other.name, other.io, other.settings))
 
     def __repr__(self):
-        return f"make_task({self.name!r}, {', '.join(f'{k}={v}' for k, v in self.settings.items())})"
+        return (f"make_task({self.name!r}, io={self.io!r}, "
+                f"{', '.join(f'{k}={v}' for k, v in self.settings.items())})")
 
     def _check_bits(self):
-        if not 1 <= self.bits <= MAX_BITS:
-            raise TaskError(f"--bits must be 1 to {MAX_BITS} (2^bits tokens), got {self.bits}")
+        most = MAX_BITS[self.io]
+        if not 1 <= self.bits <= most:
+            why = (" with --io tokens (a softmax over 2^bits tokens; --io bits takes up to "
+                   f"{MAX_BITS['bits']})" if self.io == "tokens" else "")
+            raise TaskError(f"--bits must be 1 to {most}{why}, got {self.bits}")
+
+    @property
+    def V_in(self):
+        """The width of a step's input: C channels (bits), or V tokens (tokens)."""
+        return len(self.input_labels) if self.io == "bits" else self.V
+
+    @property
+    def V_out(self):
+        """The width of a step's output: K = out_bits sigmoids (bits), or a softmax over V tokens."""
+        return self.out_bits if self.io == "bits" else self.V
+
+    @property
+    def chance_bits(self):
+        """Bits per answer step that a model knowing nothing pays: one per sigmoid at 1/2
+        (bits), log2 V for a uniform softmax (tokens)."""
+        return float(self.out_bits) if self.io == "bits" else float(np.log2(self.V))
 
     def _lengths(self, rng, B, length):
         """(B,) int64: each episode's length, drawn from [min_length, max_length] or all `length`."""
@@ -123,16 +166,33 @@ class Task:
         return np.full(B, length, dtype=np.int64)
 
     def episodes(self, rng, B, length=None):
-        """B independent episodes -> inputs (T, B) int64, targets (T, B) int64, mask (T, B) bool.
+        """B independent episodes -> inputs, targets, mask (T, B) bool, in the task's form:
+
+            bits    inputs (T, B, C) float32 (input_channels), targets (T, B, K) float32 0/1
+            tokens  inputs (T, B) int64, targets (T, B) int64
 
         length None: each episode draws its own length from [min_length, max_length]
         (and its repeats likewise, where the task has them); length an int: every
         episode has exactly that length. Rows are padded at the end to T = the longest
-        episode; padded steps read self.blank, target 0, mask False. mask is True
-        exactly on the answer steps.
+        episode; padded steps read the blank (all channels 0), target 0, mask False.
+        mask is True exactly on the answer steps. Both forms draw the same numbers from
+        rng, so the same seed gives the same episodes in either.
         """
-        inputs, targets, mask = self._build(rng, self._lengths(rng, B, length))
-        return inputs.astype(np.int64), np.where(mask, targets, 0).astype(np.int64), mask
+        inputs, targets, mask = self._build(rng, self._lengths(rng, B, length))  # (T, B) integers
+        targets = np.where(mask, targets, 0)
+        if self.io == "tokens":
+            return inputs.astype(np.int64), targets.astype(np.int64), mask
+        return self.input_channels(inputs), self.token_bits(targets).astype(np.float32), mask
+
+    def wrong_bits(self, logits, targets):
+        """logits (T, B, V_out), targets as episodes() gives them -> (T, B) int: how many
+        bits of each step's most likely answer differ from the target's; the caller keeps
+        the answer steps (mask). bits: a bit is wrong when sigmoid(logit) >= 1/2, i.e.
+        logit >= 0, disagrees with it; tokens: the argmax token's bits against the
+        target's (token_bits: a token that is no answer has every bit wrong)."""
+        if self.io == "bits":
+            return ((logits >= 0) != (targets == 1)).sum(-1)
+        return (self.token_bits(logits.argmax(-1)) != self.token_bits(targets)).sum(-1)
 
     def token_bits(self, tokens):
         """tokens (...) int -> (..., out_bits) int8: the answer vector each token stands for;
@@ -147,13 +207,18 @@ class Task:
         return self.bits
 
     def input_channels(self, tokens):
-        """tokens (...) int -> (..., C) float32: the input as the papers draw it, the data
-        bits then one 0/1 channel per marker (names in self.input_labels); blank is all 0."""
+        """tokens (...) int -> (..., C) float32: the input in the bit form, as the papers
+        draw it: the data bits then one 0/1 flag channel per marker (names in
+        self.input_labels); blank is all 0."""
+        tokens = np.asarray(tokens)
+        marks = tokens[..., None] == np.array(list(self.marker.values()), dtype=np.int64)  # (..., M)
+        return np.concatenate([self.data_bits(tokens), marks], axis=-1).astype(np.float32)
+
+    def data_bits(self, tokens):
+        """tokens (...) int -> (..., bits) int64: a data token's bits, LSB first; 0 for the rest."""
         tokens = np.asarray(tokens)
         data = (tokens < 2 ** self.bits)[..., None]
-        bits = np.where(data, (tokens[..., None] >> np.arange(self.bits)) & 1, 0)  # (..., bits)
-        marks = tokens[..., None] == np.array(list(self.marker.values()), dtype=np.int64)  # (..., M)
-        return np.concatenate([bits, marks], axis=-1).astype(np.float32)
+        return np.where(data, (tokens[..., None] >> np.arange(self.bits)) & 1, 0)
 
 
 class Copy(Task):
@@ -201,6 +266,10 @@ class RepeatCopy(Task):
     def _layout(self):
         self.markers = [f"repeat{k}" for k in range(1, self.max_repeats + 1)] + ["end"]
 
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.input_labels = [f"bit{j}" for j in range(self.bits)] + ["delim", "repeats"]
+
     def _build(self, rng, L):
         B, n = L.size, L.max()
         k = rng.integers(self.min_repeats, self.max_repeats + 1, size=B)  # (B,)
@@ -218,6 +287,16 @@ class RepeatCopy(Task):
     @property
     def out_bits(self):
         return self.bits + 1
+
+    def input_channels(self, tokens):
+        """tokens (...) int -> (..., bits + 2) float32: the data bits, a delimiter flag and
+        deepmind's repeat-count channel, k / max_repeats in (0, 1], both on the step
+        REPEAT_k alone (END is never read: all 0, as blank)."""
+        tokens = np.asarray(tokens)
+        k = tokens - (self.marker["repeat1"] - 1)  # the repeat count, where a REPEAT_k is read
+        repeat = (k >= 1) & (k <= self.max_repeats)
+        flags = np.stack([repeat, np.where(repeat, k / self.max_repeats, 0)], axis=-1)  # (..., 2)
+        return np.concatenate([self.data_bits(tokens), flags], axis=-1).astype(np.float32)
 
     def token_bits(self, tokens):
         """data -> its bits + [0], END -> zeros + [1], anything else -> -1."""
@@ -349,8 +428,9 @@ class Add(Task):
 TASKS = {"copy": Copy, "repeat-copy": RepeatCopy, "recall": Recall, "add": Add}
 
 
-def make_task(name, **settings):
-    """The task called name; settings not given (or None) take the task's defaults."""
+def make_task(name, io="bits", **settings):
+    """The task called name, in the form io ("bits" or "tokens"); settings not given (or
+    None) take the task's defaults."""
     if name not in TASKS:
         raise TaskError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name](**{k: v for k, v in settings.items() if v is not None})
+    return TASKS[name](io=io, **{k: v for k, v in settings.items() if v is not None})

@@ -125,8 +125,8 @@ def window_loss(params, inputs, targets, state):
 
 
 def cfg_of(H=6, layers=1, N_=5, W_=4, R_=2, stop=False, block_floats=dnc.BLOCK_FLOATS):
-    return {"hidden": H, "layers": layers, "memory": N_, "width": W_, "reads": R_, "stop_usage_grad": stop,
-            "block_floats": block_floats}
+    return {"hidden": H, "layers": layers, "controller": "lstm", "memory": N_, "width": W_, "reads": R_,
+            "stop_usage_grad": stop, "block_floats": block_floats}
 
 
 # ----------------------------------------------------------------------------------
@@ -1017,8 +1017,10 @@ def test_cli_gradcheck():
 
 def test_dnc_debug_passes():
     """`python dnc-debug.py`, as a user runs it: every op, the whole memory step (also a
-    batch row at a time), the allocation's doubling against its loop, the model,
-    invariants, direction, no NaN."""
+    batch row at a time), a controller layer of each kind, the bit form's input product
+    and loss, the allocation's doubling against its loop, the model with each controller
+    at 1 and 2 layers with dropout, on text and on bit-form episodes, invariants,
+    direction, no NaN."""
     r = run_dnc(script="dnc-debug.py")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
@@ -1026,12 +1028,20 @@ def test_dnc_debug_passes():
         assert section in out
     assert "-- one whole memory step --" in out
     assert "-- one whole memory step, a batch row at a time --" in out
+    assert "-- controller layer, LSTM cell --" in out and "-- controller layer, feedforward ReLU --" in out
+    assert "-- input product of bit channels, x W_x --" in out and "-- bit-wise sigmoid cross-entropy, masked --" in out
+    assert out.count("-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), "
+                     "the bit-wise loss --") == 4
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
+    models = re.findall(r"^-- \{'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'dropout': 0.25,", out, re.M)
+    assert models == [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
-    assert len(errors) == 15 and max(errors) < TOL  # 14 ops and the model
+    # 14 memory ops, 2 controller layers, 2 of the bit form, 4 models on text and the 4 on bits
+    assert len(errors) == 26 and max(errors) < TOL
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
-    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 72, out[-500:]
+    # the inputs of the 18 ops (68 + 3) and the parameters of the 4 models (9 + 14 + 8 + 12), twice
+    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 2 * 43, out[-500:]
 
 
 def test_dnc_debug_with_blocks_of_one_row(capfd):

@@ -1,4 +1,6 @@
-"""data/tasks.py: each generator against an independent reading of its episodes."""
+"""data/tasks.py: each generator against an independent reading of its episodes, read in
+the token form (one integer a step, io="tokens"); tests/test_bits.py checks that the bit
+form (the default) holds the same episodes as channels."""
 import json
 import os
 
@@ -20,6 +22,11 @@ def from_bits(bits):
     return (bits.astype(np.int64) << np.arange(len(bits))[:, None]).sum(axis=0)
 
 
+def token_task(name, **settings):
+    """The task in the token form, whose episodes are the integers the generators build."""
+    return tasks.make_task(name, io="tokens", **settings)
+
+
 def check_shapes(task, inputs, targets, mask):
     assert inputs.dtype == targets.dtype == np.int64 and mask.dtype == bool
     assert inputs.shape == targets.shape == mask.shape
@@ -35,7 +42,7 @@ def check_shapes(task, inputs, targets, mask):
 @pytest.mark.parametrize("length", [None, 2, 5, 13, 62])
 def test_add_targets_are_the_sum(length):
     settings = {} if length is not None else {"min_length": 3, "max_length": 12}
-    task = tasks.make_task("add", **settings)
+    task = token_task("add", **settings)
     inputs, targets, mask = task.episodes(np.random.default_rng(0), 500, length)
     check_shapes(task, inputs, targets, mask)
     L = mask.sum(axis=0)
@@ -51,7 +58,7 @@ def test_add_targets_are_the_sum(length):
 
 
 def test_add_tokens():
-    task = tasks.make_task("add")
+    task = token_task("add")
     assert (task.V, task.blank, task.out_bits, task.slots_needed(8)) == (4, 0, 1, 0)
     assert task.token_bits([0, 1, 2, 3]).tolist() == [[0], [1], [-1], [-1]]
     assert task.input_channels([0, 1, 2, 3]).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
@@ -63,7 +70,7 @@ def test_add_tokens():
 
 
 def test_copy_episodes():
-    task = tasks.make_task("copy", bits=5, min_length=1, max_length=9)
+    task = token_task("copy", bits=5, min_length=1, max_length=9)
     inputs, targets, mask = task.episodes(np.random.default_rng(1), 200)
     check_shapes(task, inputs, targets, mask)
     L = mask.sum(axis=0)
@@ -78,7 +85,7 @@ def test_copy_episodes():
 
 
 def test_copy_fixed_length_beyond_the_range():
-    task = tasks.make_task("copy")
+    task = token_task("copy")
     inputs, targets, mask = task.episodes(np.random.default_rng(2), 4, length=30)
     assert inputs.shape == (61, 4) and (mask.sum(0) == 30).all()
     assert (targets[31:] == inputs[:30]).all() and (inputs[30] == task.marker["delim"]).all()
@@ -90,7 +97,7 @@ def test_copy_fixed_length_beyond_the_range():
 
 
 def test_repeat_copy_episodes():
-    task = tasks.make_task("repeat-copy", bits=3, min_length=1, max_length=4, max_repeats=3)
+    task = token_task("repeat-copy", bits=3, min_length=1, max_length=4, max_repeats=3)
     inputs, targets, mask = task.episodes(np.random.default_rng(3), 200)
     check_shapes(task, inputs, targets, mask)
     repeat = [task.marker[f"repeat{k}"] for k in (1, 2, 3)]
@@ -109,7 +116,7 @@ def test_repeat_copy_episodes():
 
 
 def test_repeat_copy_token_bits():
-    task = tasks.make_task("repeat-copy")  # 4 bits, repeats 1-2
+    task = token_task("repeat-copy")  # 4 bits, repeats 1-2
     assert task.out_bits == 5 and task.V == 16 + 2 + 1 + 1
     bits = task.token_bits(np.arange(16))
     assert (bits[:, 4] == 0).all() and (from_bits(bits[:, :4].T) == np.arange(16)).all()
@@ -126,7 +133,7 @@ def test_repeat_copy_token_bits():
 @pytest.mark.parametrize("bits,item_length", [(6, 3), (3, 1)])
 def test_recall_answers_the_item_after_the_query(bits, item_length):
     m = item_length
-    task = tasks.make_task("recall", bits=bits, min_length=2, max_length=8, item_length=m)
+    task = token_task("recall", bits=bits, min_length=2, max_length=8, item_length=m)
     inputs, targets, mask = task.episodes(np.random.default_rng(4), 300)
     check_shapes(task, inputs, targets, mask)
     item, query = task.marker["item"], task.marker["query"]
@@ -150,7 +157,7 @@ def test_recall_answers_the_item_after_the_query(bits, item_length):
 
 def test_token_bits_round_trip_and_channels():
     for name in ("copy", "recall"):
-        task = tasks.make_task(name, bits=4)
+        task = token_task(name, bits=4)
         tok = np.arange(16).reshape(4, 4)
         bits = task.token_bits(tok)
         assert bits.shape == (4, 4, 4) and bits.dtype == np.int8
@@ -168,9 +175,10 @@ def test_token_bits_round_trip_and_channels():
 # seeds, settings, errors
 
 
+@pytest.mark.parametrize("io", tasks.IO_FORMS)
 @pytest.mark.parametrize("name", list(tasks.TASKS))
-def test_same_seed_same_episodes(name):
-    task = tasks.make_task(name)
+def test_same_seed_same_episodes(name, io):
+    task = tasks.make_task(name, io=io)
     a = task.episodes(np.random.default_rng(7), 32)
     b = task.episodes(np.random.default_rng(7), 32)
     c = task.episodes(np.random.default_rng(8), 32)
@@ -185,6 +193,7 @@ def test_settings_rebuild_an_equal_task(name):
     settings = json.loads(json.dumps(task.settings))  # JSON-able, plain ints
     assert all(type(v) is int for v in settings.values())
     assert tasks.make_task(name, **settings) == task
+    assert task.io == "bits" and tasks.make_task(name, io="tokens", **settings) != task  # the form counts
     assert tasks.make_task(name, min_length=np.int64(2)).settings["min_length"] == 2
     assert task.describe().startswith(name + ":") and "\n" not in task.describe()
     assert isinstance(task.model_defaults, dict)
@@ -211,8 +220,12 @@ def message(name, **settings):
 
 def test_errors():
     assert message("x") == "unknown task 'x'; known: copy, repeat-copy, recall, add"
-    assert message("copy", bits=0) == "--bits must be 1 to 10 (2^bits tokens), got 0"
-    assert "got 11" in message("recall", bits=11)
+    assert message("copy", bits=0) == "--bits must be 1 to 62, got 0"
+    assert message("copy", io="tokens", bits=0) == ("--bits must be 1 to 10 with --io tokens (a softmax "
+                                                    "over 2^bits tokens; --io bits takes up to 62), got 0")
+    assert "got 11" in message("recall", io="tokens", bits=11)
+    assert "got 63" in message("recall", bits=63)
+    assert message("copy", io="bytes") == "--io must be bits or tokens, got 'bytes'"
     assert message("copy", min_length=5, max_length=2) == "--length 5-2: the minimum is above the maximum"
     assert "at least 1" in message("copy", min_length=0)
     assert message("repeat-copy", min_repeats=3) == "--repeats 3-2: the minimum is above the maximum"

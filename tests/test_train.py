@@ -39,8 +39,10 @@ TEXT_DONE = re.compile(r"done: iter (\d+), train ([\d.]+) BPC, val ([\d.]+) BPC,
                        r"(?: \(whole validation text [\d.]+\))?(?:, test ([\d.]+) BPC)?, ([\d.]+) char/s training, "
                        r"([\d.]+)% of the time validating(?:; saved \S+)?")
 TABLE_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)%")
+# in the bit form (the default), with the default --clip 5, seed 0 still has a few wrong bits at
+# iteration 400; with --clip 1 the DNC solves copy by then at seeds 0, 1 and 2 (as measured)
 DNC_COPY = ["--task", "copy", "--bits", 3, "--length", "1-2", "--hidden", 16, "--memory", 4, "--width", 4,
-            "--reads", 1, "--iters", 400, "--report", 100]
+            "--reads", 1, "--iters", 400, "--report", 100, "--clip", 1]
 MEMORY_ROWS = ("write w^w", "read 0 w^r", "free gates f", "alloc gate", "write gate", "usage u")
 
 
@@ -109,26 +111,28 @@ def work(tmp_path_factory):
 
 # ---------------------------------------------------------------- 1. gradients of the masked loss
 
+@pytest.mark.parametrize("io_form", tasks.IO_FORMS)
 @pytest.mark.parametrize("task_name", list(TASKS))
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "dnc"])
-def test_task_gradients(kind, task_name):
-    task = tasks.make_task(task_name, **TASKS[task_name])
+def test_task_gradients(kind, task_name, io_form):
+    task = tasks.make_task(task_name, io=io_form, **TASKS[task_name])
     model, out = MODELS[kind], io.StringIO()
     episodes = task.episodes(np.random.default_rng(0), 3)
     assert not episodes[2].all() or task_name == "add"  # copy, repeat-copy, recall: some steps unscored
-    worst, count = common.check_model_gradients(model, CFGS[kind], V=task.V, episodes=episodes, checks=10,
-                                                out=out)
+    worst, count = common.check_model_gradients(model, CFGS[kind], V=task.V_in, V_out=task.V_out, episodes=episodes,
+                                                checks=10, out=out, loss=common.LOSSES[io_form])
     assert count == {"rnn": 5, "lstm": 5, "dnc": 9}[kind]
     assert "ALL-ZERO" not in out.getvalue()
     assert worst < TOL[kind], out.getvalue()
 
 
-def _mask_setup(kind):
+def _mask_setup(kind, io_form):
     model, cfg = MODELS[kind], CFGS[kind]
-    task = tasks.make_task("copy", **TASKS["copy"])
+    task = tasks.make_task("copy", io=io_form, **TASKS["copy"])
+    task_loss = common.LOSSES[io_form]
     inputs, targets, mask = task.episodes(np.random.default_rng(0), 3)
     rng = np.random.default_rng(0)
-    params = model.init_params(cfg, task.V, rng, np.float64)
+    params = model.init_params(cfg, task.V_in, rng, np.float64, task.V_out)
     for v in params.values():
         v += 0.1 * rng.standard_normal(v.shape)
     state = model.init_state(cfg, params, 3)
@@ -139,19 +143,21 @@ def _mask_setup(kind):
         logits, _, cache = model.forward(p, inputs, common.copy_state(state), cfg)
         if choices and not np.array_equal(choices(cache), base):
             return None
-        return common.cross_entropy(logits, targets, m)[0]
+        return task_loss(logits, targets, m)[0]
 
-    return model, cfg, params, inputs, targets, mask, state, loss
+    return model, cfg, params, inputs, targets, mask, state, loss, task_loss
 
 
+@pytest.mark.parametrize("io_form", tasks.IO_FORMS)
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "dnc"])
-def test_the_mask_matters_to_the_gradient_check(kind):
+def test_the_mask_matters_to_the_gradient_check(kind, io_form):
     """Gradients of the masked loss against finite differences of the same loss pass;
     against those of the unmasked loss they fail by far: a mask that were ignored on one
     side would be caught."""
-    model, cfg, params, inputs, targets, mask, state, loss = _mask_setup(kind)
+    model, cfg, params, inputs, targets, mask, state, loss, task_loss = _mask_setup(kind, io_form)
     assert 0 < mask.sum() < mask.size
-    _, grads, _ = common.loss_and_grads(model, params, inputs, targets, common.copy_state(state), cfg, mask)
+    _, grads, _ = common.loss_and_grads(model, params, inputs, targets, common.copy_state(state), cfg, mask,
+                                        loss=task_loss)
     masked = common.gradcheck(lambda p: loss(p, mask), params, grads, checks=10,
                               rng=np.random.default_rng(1), tol=TOL[kind], out=io.StringIO())
     unmasked = common.gradcheck(lambda p: loss(p, None), params, grads, checks=10,
@@ -306,7 +312,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(work, tmp_path, no_matpl
 def test_checkpoint_records_the_task(work):
     for kind, name in (("dnc", "dnc-copy.npz"), ("lstm", "lstm-copy.npz")):
         ck = common.load_checkpoint(str(work["dir"] / name), kind)
-        assert ck["info"]["task"] == {"name": "copy", "settings": {"bits": 3, "min_length": 1, "max_length": 2}}
+        assert ck["info"]["task"] == {"name": "copy", "settings": {"bits": 3, "min_length": 1, "max_length": 2},
+                                      "io": "bits"}
         assert ck["vocab"] is None
     ck = common.load_checkpoint(str(work["dir"] / "dnc-copy.npz"), "dnc")
     assert ck["info"]["iter"] == 400
