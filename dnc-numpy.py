@@ -55,17 +55,18 @@ import train
 lstm = common.load_script("lstm-numpy.py")  # the controller cell, shared, not a copy
 
 KIND = "dnc"
-EPS = 1e-6  # inside the cosine's square roots (§7.1) and in the usage clamp (§3)
+EPS = 1e-6  # inside the cosine's square roots (§7.1), in the usage clamp (§3) and the sharpening (§4.1)
 
 
 # ----------------------------------------------------------------------------------
-# Interface vector (§2): xi (B, RW + 3W + 5R + 3) -> the named parts, squashed
+# Interface vector (§2): xi (B, RW + 3W + 5R + 3), + 2R with --sharpen -> the named parts, squashed
 
 
-def interface_size(R, W):
+def interface_size(R, W, sharpen=False):
     """The length of xi (§2): R read keys of W, R read strengths, a write key of W, a write
-    strength, erase and write vectors of W, R free gates, two gates, 3 modes per head."""
-    return R * W + 3 * W + 5 * R + 3
+    strength, erase and write vectors of W, R free gates, two gates, 3 modes per head; with
+    --sharpen (§4.1) a forward and a backward sharpness per head after them."""
+    return R * W + 3 * W + 5 * R + 3 + (2 * R if sharpen else 0)
 
 
 def oneplus(x):
@@ -74,27 +75,36 @@ def oneplus(x):
 
 
 @functools.lru_cache(maxsize=None)
-def interface_layout(R, W):
-    """Where each part sits in xi, in the paper's order (§2): name -> slice."""
+def interface_layout(R, W, sharpen=False):
+    """Where each part sits in xi, in the paper's order (§2), the sharpnesses of --sharpen
+    last (§4.1): name -> slice."""
     sizes = [("read_keys", R * W), ("read_strengths", R), ("write_key", W), ("write_strength", 1),
              ("erase", W), ("write_vector", W), ("free_gates", R), ("alloc_gate", 1), ("write_gate", 1),
              ("read_modes", 3 * R)]
+    if sharpen:
+        sizes += [("forward_sharpness", R), ("backward_sharpness", R)]
     ends = np.cumsum([n for _, n in sizes])
     return {name: slice(end - n, end) for (name, n), end in zip(sizes, ends)}
 
 
 class InterfaceCache(NamedTuple):
-    xi: np.ndarray  # (B, RW+3W+5R+3) the raw interface vector
+    xi: np.ndarray  # (B, RW+3W+5R+3) the raw interface vector (+2R with --sharpen)
     at: dict  # interface_layout: name -> slice of xi
     parts: dict  # the squashed parts, by name
 
 
-def interface_forward(xi, R, W):
-    """xi (B, RW+3W+5R+3) -> dict of parts with their paper names, cache
+def interface_forward(xi, R, W, sharpen=False):
+    """xi (B, RW+3W+5R+3), or (B, RW+3W+7R+3) with sharpen -> dict of parts with their paper
+    names, cache
 
     Squashing (§2): keys and write vector none, strengths oneplus (>= 1), erase vector and
-    the free, allocation and write gates sigmoid, read modes a softmax over each head's 3."""
-    B, at = xi.shape[0], interface_layout(R, W)
+    the free, allocation and write gates sigmoid, read modes a softmax over each head's 3;
+    with sharpen, the forward and backward sharpnesses oneplus (>= 1, §4.1). An xi of
+    another width is refused, so that sharpness entries are never silently dropped."""
+    if xi.shape[1] != interface_size(R, W, sharpen):
+        raise ValueError(f"xi has {xi.shape[1]} entries; R={R}, W={W}, sharpen={sharpen} "
+                         f"make {interface_size(R, W, sharpen)}")
+    B, at = xi.shape[0], interface_layout(R, W, sharpen)
     parts = {
         "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}                  (B, R, W)
         "read_strengths": oneplus(xi[:, at["read_strengths"]]),  # beta^{r,i} >= 1        (B, R)
@@ -107,11 +117,14 @@ def interface_forward(xi, R, W):
         "write_gate": common.sigmoid(xi[:, at["write_gate"]]),  # g^w                        (B, 1)
         "read_modes": common.softmax(xi[:, at["read_modes"]].reshape(B, R, 3)),  # (backward, content, forward)
     }
+    if sharpen:  # --sharpen (§4.1): one sharpness per head for each direction
+        parts["forward_sharpness"] = oneplus(xi[:, at["forward_sharpness"]])  # s^{f,i} >= 1     (B, R)
+        parts["backward_sharpness"] = oneplus(xi[:, at["backward_sharpness"]])  # s^{b,i} >= 1   (B, R)
     return parts, InterfaceCache(xi, at, parts)
 
 
 def interface_backward(d, cache):
-    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3)
+    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3), + 2R with --sharpen
 
     Each slice through its squashing's VJP (§5): unchanged for none, d * sigmoid(x) for
     oneplus, d * s (1 - s) for a sigmoid s, m * (dm - <dm, m>) for each head's modes m."""
@@ -121,7 +134,7 @@ def interface_backward(d, cache):
     for name in ("read_keys", "write_key", "write_vector"):  # no squashing
         if name in d:
             dxi[:, at[name]] = d[name].reshape(B, -1)
-    for name in ("read_strengths", "write_strength"):  # oneplus' = sigmoid of the raw entry
+    for name in ("read_strengths", "write_strength", "forward_sharpness", "backward_sharpness"):  # oneplus' = sigmoid
         if name in d:
             dxi[:, at[name]] = d[name] * common.sigmoid(xi[:, at[name]])
     for name in ("erase", "free_gates", "alloc_gate", "write_gate"):  # sigmoid' = s (1 - s)
@@ -388,6 +401,36 @@ def directional_backward(dfwd, dbwd, cache):
     return dL, dfwd @ L + dbwd @ L.transpose(0, 2, 1)
 
 
+class SharpenCache(NamedTuple):
+    shifted: np.ndarray  # (B, R, N) d + eps
+    log_d: np.ndarray  # (B, R, N) log(d + eps)
+    s: np.ndarray  # (B, R) the sharpness of each head
+    sharp: np.ndarray  # (B, R, N) the sharpened weighting S(d, s)
+
+
+def sharpen_forward(d, s):
+    """Sharpened weighting S(d, s)_n = (d_n + eps)^s / sum_m (d_m + eps)^s (§4.1, --sharpen;
+    Csordas & Schmidhuber 2019), for a forward or a backward weighting d of each head: made to
+    sum to 1 again, and raised to the power s >= 1, which favours its largest slots.
+    d (B, R, N) >= 0, s (B, R) -> S (B, R, N), cache
+    Computed as softmax_n(s log(d_n + eps)), which is the same function (exp(s log x) = x^s),
+    with no power that can underflow to 0/0 or overflow (§7.11)."""
+    shifted = d + EPS
+    log_d = np.log(shifted)  # (B, R, N)
+    sharp = common.softmax(s[:, :, None] * log_d)  # over the N slots
+    return sharp, SharpenCache(shifted, log_d, s, sharp)
+
+
+def sharpen_backward(dsharp, cache):
+    """dsharp (B, R, N) -> dd (B, R, N), ds (B, R)
+
+    VJP (§5), with z = s log(d + eps) and S = softmax(z): dz = S (dS - <dS, S>), then
+    ds = <dz, log(d + eps)> and dd = s dz / (d + eps)."""
+    shifted, log_d, s, sharp = cache
+    dz = sharp * (dsharp - np.einsum("brn,brn->br", dsharp, sharp)[:, :, None])  # softmax VJP
+    return s[:, :, None] * dz / shifted, np.einsum("brn,brn->br", dz, log_d)
+
+
 def read_weighting_forward(modes, bwd, cr, fwd):
     """Read weighting w^{r,i} = pi^i[0] b^i + pi^i[1] c^{r,i} + pi^i[2] f^i (§4, step 12).
     modes (B, R, 3), bwd, cr, fwd (B, R, N) -> wr (B, R, N)"""
@@ -435,6 +478,7 @@ class MemoryCache(NamedTuple):
     link: tuple
     precedence: tuple
     directional: DirectionalCache
+    sharpen: tuple  # --sharpen (§4.1): the SharpenCache of the forward and of the backward weightings, else None
     read_lookup: tuple
     read_weighting: tuple
     read: tuple
@@ -444,7 +488,8 @@ def memory_step_forward(parts, mem):
     """parts: the squashed interface (interface_forward); mem: dict of the previous
     M (B, N, W), u, ww, p (B, N), L (B, N, N), wr (B, R, N)
     -> new mem dict, read vectors r (B, R, W), cache
-    The steps of §4 in their order; the comments carry §4's step numbers."""
+    The steps of §4 in their order; the comments carry §4's step numbers. Parts that carry
+    the sharpnesses of --sharpen (interface_forward's) add step 10a (§4.1)."""
     psi, c_ret = retention_forward(parts["free_gates"], mem["wr"])  # 2. retention
     u, c_use = usage_forward(mem["u"], mem["ww"], psi)  # 3. usage
     alloc, c_alloc = allocation_forward(u)  # 4. allocation
@@ -454,13 +499,19 @@ def memory_step_forward(parts, mem):
     L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
     p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
     fwd, bwd, c_dir = directional_forward(L, mem["wr"])  # 10. forward and backward weightings
+    c_sharp = None
+    if "forward_sharpness" in parts:  # 10a. --sharpen: each made to sum to 1 and sharpened
+        fwd, c_fsharp = sharpen_forward(fwd, parts["forward_sharpness"])
+        bwd, c_bsharp = sharpen_forward(bwd, parts["backward_sharpness"])
+        c_sharp = (c_fsharp, c_bsharp)
     cr, c_rlook = content_forward(M, parts["read_keys"], parts["read_strengths"])  # 11. new memory
     wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
     r, c_read = read_forward(M, wr)  # 13. read vectors
     new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
     cache = MemoryCache(retention=c_ret, usage=c_use, allocation=c_alloc, write_lookup=c_wlook,
                         write_weighting=c_ww, write=c_write, link=c_link, precedence=c_prec,
-                        directional=c_dir, read_lookup=c_rlook, read_weighting=c_rw, read=c_read)
+                        directional=c_dir, sharpen=c_sharp, read_lookup=c_rlook, read_weighting=c_rw,
+                        read=c_read)
     return new, r, cache
 
 
@@ -476,6 +527,9 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, cache.read_weighting)  # 3.
     dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, cache.read_lookup)  # 4. on M_t
     dM = dmem["M"] + dM_read + dM_look  # M_t's adjoint is complete
+    if cache.sharpen is not None:  # 4a. --sharpen: back through S(f, s^f) and S(b, s^b)
+        dfwd, d["forward_sharpness"] = sharpen_backward(dfwd, cache.sharpen[0])
+        dbwd, d["backward_sharpness"] = sharpen_backward(dbwd, cache.sharpen[1])
     dL_dir, dwr_dir = directional_backward(dfwd, dbwd, cache.directional)  # 5.
     dL = dmem["L"] + dL_dir  # L_t's adjoint is complete
     dp_prec, dww_prec = precedence_backward(dmem["p"], cache.precedence)  # 6.
@@ -583,8 +637,11 @@ SIZE_DEFAULTS = {"memory": 16, "width": 16, "reads": 4}  # taken when neither th
 
 def add_arguments(parser):
     d = SIZE_DEFAULTS
-    parser.add_argument("--memory", type=common.positive_int,
-                        help=f"N, memory slots (default {d['memory']}; may be raised for --eval-lengths)")
+    parser.add_argument("--memory", type=memory_arg, metavar="N|MIN-MAX",
+                        help=f"N, memory slots (default {d['memory']}; may be raised for --eval-lengths); on a "
+                             f"task MIN-MAX gives every training batch a fresh memory of N slots drawn "
+                             f"uniformly from the range, so that the model cannot depend on N; validation "
+                             f"uses MAX")
     parser.add_argument("--width", type=common.positive_int, help=f"W, memory word width (default {d['width']})")
     parser.add_argument("--reads", type=common.positive_int, help=f"R, read heads (default {d['reads']})")
     parser.add_argument("--stop-usage-grad", action="store_true",
@@ -595,11 +652,24 @@ def add_arguments(parser):
     train.add_forget_bias_argument(parser)
 
 
+def memory_arg(s):
+    """--memory: 'N' -> N, or 'MIN-MAX' -> (MIN, MAX) when MIN < MAX."""
+    lo, hi = train.range_arg(s)
+    return (lo, hi) if lo < hi else hi
+
+
 def config(args):
+    """The run's configuration from the command line. With --memory MIN-MAX, "memory" is
+    MAX (what validation, evaluation and the memory estimate use) and "memory_range"
+    [MIN, MAX] the range each training batch draws its N from (train.py)."""
     controller = args.controller or "lstm"
-    cfg = {"hidden": args.hidden, "layers": args.layers, "controller": controller, "memory": args.memory,
+    ranged = isinstance(args.memory, tuple)  # --memory MIN-MAX (memory_arg)
+    cfg = {"hidden": args.hidden, "layers": args.layers, "controller": controller,
+           "memory": args.memory[1] if ranged else args.memory,
            "width": args.width, "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad),
            "dropout": args.dropout}
+    if ranged:
+        cfg["memory_range"] = list(args.memory)
     if controller == "lstm":
         cfg["forget_bias"] = args.forget_bias
     elif "forget_bias" in getattr(args, "given", ()):

@@ -9,7 +9,9 @@ Two kinds of data flow through it:
            carries from window to window (truncated BPTT); every position is scored
     task   B fresh episodes of a memory task (data/tasks.py) per iteration; the state
            (the DNC's whole memory too) starts from zero at every episode; only the
-           answer steps are scored, through a mask
+           answer steps are scored, through a mask. Two levers for longer episodes than
+           trained: --curriculum (their lengths grow lesson by lesson: Curriculum) and
+           the DNC's --memory MIN-MAX (each batch a memory of another size)
 
 Each source names its loss: a text, and a task's token form (--io tokens), the softmax
 cross-entropy in mean nats per scored step (common.cross_entropy); a task's bit form
@@ -44,6 +46,8 @@ tasks = common.load_script(os.path.join("data", "tasks.py"))
 DEFAULTS = {"hidden": 128, "layers": 1, "batch": 32, "seq": 32, "time": 120.0, "val_frac": 0.1}
 VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at every report
 EVAL_ROWS = 128  # at most this many parallel streams validate a text
+LESSON_THRESHOLD = 0.9  # --curriculum: the share of a lesson's validation episodes solved that passes it
+LESSON_REVIEW = 0.2  # --curriculum: the share of a lesson's episodes drawn over all its lengths so far
 TASK_FLAGS = ("io", "bits", "length", "repeats")
 CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
 
@@ -64,6 +68,8 @@ def train(model, cfg, params, opt, state, source, rng, run):
         while not interrupted and not run.should_stop():
             inputs, targets, mask, reset = source.next(rng)  # (S, B) ids or (S, B, C) bits; mask: scored steps
             common.reset_rows(state, reset)  # rows that start afresh (a wrapped text, a new episode)
+            if "memory_range" in cfg:  # the DNC's --memory MIN-MAX: a zero memory of N slots drawn anew
+                state = model.init_state(dict(cfg, memory=memory_size(cfg, rng)), params, len(reset))
 
             logits, new_state, cache = model.forward(params, inputs, state, cfg, rng)  # (S, B, V_out)
             loss, dlogits = source.loss(logits, targets, mask)  # the source's: softmax or bit-wise, below
@@ -116,6 +122,7 @@ class Run:
 
     def __init__(self, args, model, cfg, source, task, vocab, opt, rng, info, threads):
         self.args, self.model, self.cfg, self.source, self.task = args, model, cfg, source, task
+        self.curriculum = source.curriculum  # --curriculum's lessons, or None
         self.vocab, self.opt, self.rng, self.threads = vocab, opt, rng, threads
         self.it = self.start_it = info.get("iter", 0)
         self.task_seed = info.get("task_seed", args.seed)
@@ -168,12 +175,15 @@ class Run:
             print(busy, flush=True)
         self.val = self.aside(self.source.validate, self.model, self.cfg, params) if self.has_val else None
         bits, train_loss = self.progress.recent_bits_per_step(), self.progress.recent()
-        print(self.progress.line(self.it, self.val), flush=True)
+        lesson = f", {self.curriculum}" if self.curriculum else ""  # the lesson trained and validated
+        print(self.progress.line(self.it, self.val) + lesson, flush=True)
         self.check_diverged(bits, self.val)
         if self.args.log:
             log_row(self.args.log, self.it, self.progress, train_loss, self.val)
         if self.val is not None:
             self.keep_best(params, self.val["nats_seq"] if self.task else self.val["nats"])
+        if self.curriculum and self.curriculum.passed(self.val["solved"]):
+            self.next_lesson(params)
         if self.task is None and not self.args.report_seconds and self.it % (10 * self.args.report) == 0:
             text = self.aside(common.sample, self.model, self.cfg, params, self.vocab, 200, 1.0, "", self.rng)
             print("----\n" + text + "\n----", flush=True)
@@ -194,6 +204,21 @@ class Run:
         else:
             self.stale += 1
             self.lr_scale *= self.args.lr_decay
+
+    def next_lesson(self, params):
+        """--curriculum: the lesson's validation reached --lesson-threshold solved, so the
+        next lesson starts, with validation episodes of its own. The books start afresh,
+        since a harder lesson's figures compare with no easier one's: the weights that
+        passed, validated on the new lesson, are its first best, and --patience counts
+        from 0. So the best weights at the end are the best on the last lesson reached."""
+        c, solved = self.curriculum, self.val["solved"]
+        passed = f"lesson {c.lesson}/{c.lessons} passed ({solved:.1%} solved, --lesson-threshold {c.threshold:g})"
+        c.lesson += 1
+        self.source.val = self.source.validation()
+        self.val = self.aside(self.source.validate, self.model, self.cfg, params)
+        self.best_val, self.stale = None, 0
+        self.keep_best(params, self.val["nats_seq"])
+        print(f"{passed}; {c}: val {self.val['nats_seq']:.4f} nats/seq, {self.val['solved']:.1%} solved", flush=True)
 
     def check_finite(self, loss):
         """Stop at once on a non-finite loss, keeping the last good checkpoint."""
@@ -224,7 +249,8 @@ class Run:
         a, task = self.args, self.task
         meta = {"iter": self.it, "lr_scale": self.lr_scale, "best_val": self.best_val, "best_iter": self.best_iter,
                 "stale": self.stale, "seen": self.progress.seen(), "task_seed": self.task_seed,
-                "task": {"name": task.name, "settings": task.settings, "io": task.io} if task else None}
+                "task": {"name": task.name, "settings": task.settings, "io": task.io} if task else None,
+                "curriculum": self.curriculum.record() if self.curriculum else None}
         cursors = self.source.batches.cursors if task is None else np.zeros(0, np.int64)
         common.save_checkpoint(a.save, self.model.KIND, self.cfg, params, opt, self.vocab, meta, state, cursors,
                                self.rng, self.best_params)
@@ -244,6 +270,8 @@ class Run:
             if val:
                 s += (f", val {val['nats_seq']:.4f} nats/seq, {val['wrong_bits']:.3f} wrong bits/seq, "
                       f"{val['solved']:.1%} solved, best val {self.best_val:.4f} nats/seq at iter {self.best_iter}")
+            if self.curriculum:
+                s += f", {self.curriculum}"
             return s + ", " + aside + saved
         s = f"done: iter {self.it}, train {progress.recent():.4f} BPC"
         if val:
@@ -385,6 +413,7 @@ class TextSource:
     """Windows of a text for training; BPC on its held-out parts."""
 
     loss = staticmethod(common.cross_entropy)  # mean nats per character
+    curriculum = None  # a task's alone
 
     def __init__(self, vocab, train, val, test, B, S, val_chars):
         self.vocab, self.train, self.val, self.test = vocab, train, val, test
@@ -414,24 +443,94 @@ class TextSource:
 
 class TaskSource:
     """Fresh episodes of a memory task for training; a fixed set of other fresh episodes
-    (from a generator of their own) for validation, the same at every report. The loss
+    (from a generator of their own) for validation, the same at every report. With a
+    curriculum both are the current lesson's (a fixed set for each lesson). The loss
     is the task form's: the bit-wise sigmoid cross-entropy (bits), nats per episode, or
     the softmax cross-entropy (tokens), mean nats per answer step."""
 
-    def __init__(self, task, B, seed):
-        self.task, self.B = task, B
+    def __init__(self, task, B, seed, curriculum=None):
+        self.task, self.B, self.seed, self.curriculum = task, B, seed, curriculum
         self.loss = common.LOSSES[task.io]
-        val_rng = np.random.default_rng([seed, 1])
-        self.val = [task.episodes(val_rng, B) for _ in range(-(-VAL_EPISODES // B))]
+        self.val = self.validation()
+
+    def episodes(self, rng):
+        """B episodes, their lengths drawn over the task's range or the lesson's."""
+        lengths = self.curriculum.lengths(rng, self.B) if self.curriculum else None
+        return self.task.episodes(rng, self.B, length=lengths)
 
     def next(self, rng):
         """-> inputs (T, B) or (T, B, C), targets (T, B) or (T, B, K), mask (T, B) bool,
         reset: every row"""
-        inputs, targets, mask = self.task.episodes(rng, self.B)
+        inputs, targets, mask = self.episodes(rng)
         return inputs, targets, mask, np.ones(self.B, bool)
+
+    def validation(self):
+        """VAL_EPISODES episodes in batches of B, the same for the same seed (and lesson)."""
+        rng = np.random.default_rng([self.seed, 1] + ([self.curriculum.lesson] if self.curriculum else []))
+        return [self.episodes(rng) for _ in range(-(-VAL_EPISODES // self.B))]
 
     def validate(self, model, cfg, params):
         return evaluate_task(model, cfg, params, self.task, self.val)
+
+
+class Curriculum:
+    """--curriculum: a task's episode lengths grow lesson by lesson, as the DNC paper trains
+    (Graves et al. 2016, Methods, "curriculum learning"). The lessons end at the task's
+    shortest length, then at twice it, four times, ... and last at its longest: copy 1-10
+    has five, ending at 1, 2, 4, 8 and 10. An episode of a lesson draws its length
+    uniformly over the lesson's new lengths (those after the previous lesson's end: 5-8
+    in copy's fourth) or, one time in five (LESSON_REVIEW), over all its lengths so far
+    (1-8), so that the shorter ones stay learnt. The validation episodes are drawn the
+    same way, a fixed set for each lesson; a report at which at least the threshold
+    (--lesson-threshold) of them are solved passes the lesson (Run.next_lesson). The
+    repeats of repeat-copy are drawn over their whole range in every lesson."""
+
+    def __init__(self, task, threshold, lesson=1):
+        lo, hi = task.min_length, task.max_length
+        self.ends = []  # the longest length of each lesson
+        while lo * 2 ** len(self.ends) < hi:
+            self.ends.append(lo * 2 ** len(self.ends))
+        self.ends.append(hi)
+        self.shortest, self.threshold, self.lesson = lo, threshold, lesson  # lesson counts from 1
+        self.lessons = len(self.ends)
+
+    def new_lengths(self):
+        """-> (first, last): the lengths the current lesson adds"""
+        k = self.lesson - 1
+        return (self.ends[k - 1] + 1 if k else self.shortest), self.ends[k]
+
+    def lengths(self, rng, B):
+        """(B,) int64: the lengths of B episodes of the current lesson."""
+        first, last = self.new_lengths()
+        new = rng.integers(first, last + 1, size=B)
+        review = rng.integers(self.shortest, last + 1, size=B)
+        return np.where(rng.random(B) < LESSON_REVIEW, review, new)
+
+    def passed(self, solved):
+        """Whether a validation with this share of episodes solved passes the lesson (the last never ends)."""
+        return self.lesson < self.lessons and solved >= self.threshold
+
+    def record(self):
+        """What a checkpoint keeps, so that a resumed run goes on at the same lesson."""
+        return {"lesson": self.lesson, "threshold": self.threshold}
+
+    def plan(self):
+        return (f"--curriculum of {self.lessons} lessons ending at lengths {', '.join(map(str, self.ends))}, "
+                f"each passed at {self.threshold:g} of its validation episodes solved")
+
+    def __str__(self):
+        """E.g. 'lesson 3/5 lengths 3-4 (20% 1-4)': its new lengths, and its review's."""
+        first, last = self.new_lengths()
+        review = f" ({LESSON_REVIEW:.0%} {tasks.span(self.shortest, last)})" if first > self.shortest else ""
+        return f"lesson {self.lesson}/{self.lessons} length{'s' * (last > first)} {tasks.span(first, last)}{review}"
+
+
+def memory_size(cfg, rng):
+    """The memory slots N of a training batch with the DNC's --memory MIN-MAX: uniform over
+    the range, drawn anew for every batch (its episodes start from zero anyway), so that
+    the model cannot come to depend on one N. Validation uses cfg["memory"], the MAX."""
+    lo, hi = cfg["memory_range"]
+    return int(rng.integers(lo, hi + 1))
 
 
 def evaluate_text(model, cfg, params, ids, S, rows=EVAL_ROWS):
@@ -496,8 +595,11 @@ def start(model, args, ck, task, script):
     else:
         vocab, V_in, V_out = None, task.V_in, task.V_out  # tokens: V both ways; bits: C channels in, K out
         # the validation episodes come from the seed of the run's start, kept on resuming
-        source = TaskSource(task, args.batch, ck["info"].get("task_seed", args.seed) if ck else args.seed)
-        S = max(inputs.shape[0] for inputs, _, _ in source.val)
+        seed = ck["info"].get("task_seed", args.seed) if ck else args.seed
+        curriculum = make_curriculum(args, ck, task)
+        source = TaskSource(task, args.batch, seed, curriculum)
+        whole = source if curriculum is None else TaskSource(task, args.batch, seed)  # all lengths: the last lesson
+        S = max(inputs.shape[0] for inputs, _, _ in whole.val)  # the longest episodes: for check_fits
     cfg = ck["info"]["cfg"] if ck is not None else dict(model.config(args), batch=args.batch, seq=args.seq)
     check_fits(model, cfg, max(V_in, V_out), args.batch, S, dtype)  # the wider of the two: an upper bound
 
@@ -518,7 +620,8 @@ def start(model, args, ck, task, script):
         state = {k: v.astype(dtype) for k, v in ck["state"].items()}
         if task is None:
             source.batches.cursors[:] = ck["cursors"]
-        print(f"resumed {args.load} at iter {info['iter']}")
+        print(f"resumed {args.load} at iter {info['iter']}"
+              + (f", {source.curriculum}" if source.curriculum else ""))
 
     threads = machine.BlasThreads(args.threads, params, cfg, args.batch)
     run = Run(args, model, cfg, source, task, vocab, opt, rng, info, threads)
@@ -529,12 +632,32 @@ def start(model, args, ck, task, script):
             + (f" / {len(source.test)} test" if source.test is not None else "") + " chars"
             + (f" (the first {len(source.val_report)} validate each report)"
                if len(source.val_report) < len(source.val) else ""))
+    if source.curriculum:
+        what += f", {source.curriculum.plan()}"
     print(f"{model.KIND}: {what}, {sum(v.size for v in params.values())} parameters, cfg {cfg}, "
           f"{describe_optimiser(args, run.lr_scale)}, {threads.describe}"
           + (f", checkpoint {args.save}" if args.save else ", no checkpoint (--no-save)"))
     if args.log and ck is None and os.path.exists(args.log):
         open(args.log, "w").close()  # a new run starts a new log; a resumed one appends
     return train(model, cfg, params, opt, state, source, rng, run)
+
+
+def make_curriculum(args, ck, task):
+    """--curriculum: a new run's starts at its first lesson; a resumed run goes on with its
+    checkpoint's, at the same lesson, with --lesson-threshold if given, else the same one.
+    -> Curriculum, or None"""
+    saved = ck["info"].get("curriculum") if ck is not None else None
+    if saved is None and ck is not None and (args.curriculum or args.lesson_threshold is not None):
+        raise UserError(f"{args.load} was trained without --curriculum; drop --curriculum and --lesson-threshold "
+                        f"or start a new run")
+    if saved is None and not args.curriculum:
+        if args.lesson_threshold is not None:
+            raise UserError("--lesson-threshold is an option of --curriculum: add --curriculum")
+        return None
+    threshold = args.lesson_threshold
+    if threshold is None:
+        threshold = saved["threshold"] if saved else LESSON_THRESHOLD
+    return Curriculum(task, threshold, saved["lesson"] if saved else 1)
 
 
 def choose_optimiser(args, ck):
@@ -665,8 +788,11 @@ def eval_cfg(model, args, ck, task, length):
     except tasks.TaskError as e:
         raise UserError(str(e)) from None
     cfg = dict(ck["info"]["cfg"])
-    if "memory" in cfg:
+    if "memory" in cfg:  # the N trained (with --memory MIN-MAX, the MAX) unless --memory N is given
         if "memory" in args.given:
+            if isinstance(args.memory, tuple):
+                raise UserError(f"--memory {tasks.span(*args.memory)}: --eval-lengths, --show and --plot run "
+                                f"at one memory size; give --memory N")
             cfg["memory"] = args.memory
         need = task.slots_needed(length)
         if need > cfg["memory"]:
@@ -728,6 +854,17 @@ def lengths_arg(s):
     if not out or min(out) < 1:
         raise common.argparse.ArgumentTypeError(f"{s!r} is not a list of positive lengths like 5,10,20")
     return out
+
+
+def threshold_arg(s):
+    """--lesson-threshold: a share from 0 to 1."""
+    try:
+        v = float(s)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, like 0.9, got {s!r}")
+    return v
 
 
 def threads_arg(s):
@@ -817,6 +954,17 @@ def make_parser(model, description, defaults):
     t.add_argument("--length", type=range_arg, metavar="MIN-MAX",
                    help="episode lengths: copy / repeat-copy sequence length, recall items, add bits")
     t.add_argument("--repeats", type=range_arg, metavar="MIN-MAX", help="repeat-copy's repeat counts")
+    t.add_argument("--curriculum", action="store_true",
+                   help="grow the training lengths lesson by lesson, from the task's shortest to its longest "
+                        "(--length), the lessons ending at doubling lengths: copy 1-10 has five, ending at 1, 2, "
+                        f"4, 8, 10. A lesson draws {100 - 100 * LESSON_REVIEW:.0f}%% of its episodes over its new "
+                        f"lengths, {100 * LESSON_REVIEW:.0f}%% over all its lengths so far; its validation episodes "
+                        "are drawn the same way, and a report at which --lesson-threshold of them are solved "
+                        "starts the next lesson, with the best validation and --patience afresh (a resumed run "
+                        "goes on at its lesson)")
+    t.add_argument("--lesson-threshold", type=threshold_arg, metavar="F",
+                   help=f"the share of a lesson's validation episodes solved that passes it, 0 to 1 "
+                        f"(default {LESSON_THRESHOLD:g}; 0: a lesson per report)")
     t.add_argument("--eval-lengths", type=lengths_arg, metavar="L1,L2,...",
                    help="wrong bits and episodes solved at these lengths, then exit")
     t.add_argument("--episodes", type=pos_int, default=1000, help="fresh episodes per length for --eval-lengths")
@@ -931,6 +1079,11 @@ def run(model, args, defaults):
             raise UserError(f"{args.load} was trained on a text; {what} need a model trained on a task")
     elif args.task:
         task = make_task(args.task, task_settings(args), args.io or "bits")
+    if task is None and (args.curriculum or args.lesson_threshold is not None):
+        raise UserError("--curriculum grows the episode lengths of a memory task (add --task copy); a text has none")
+    if task is None and isinstance(getattr(args, "memory", None), tuple):  # the DNC's --memory MIN-MAX
+        raise UserError(f"--memory {tasks.span(*args.memory)} gives each batch of a task's episodes a fresh memory; "
+                        f"a text carries its memory from window to window: give one number")
     args.given = {k for k, v in vars(args).items() if v is not None}  # before the defaults fill in
     fill_sizes(args, model, task, defaults)
     if args.gradcheck:

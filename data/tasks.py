@@ -155,15 +155,22 @@ class Task:
         return float(self.out_bits) if self.io == "bits" else float(np.log2(self.V))
 
     def _lengths(self, rng, B, length):
-        """(B,) int64: each episode's length, drawn from [min_length, max_length] or all `length`."""
+        """(B,) int64: each episode's length, drawn from [min_length, max_length]; or all
+        `length`; or, given B of them (a curriculum's lesson), one each."""
         if length is None:
             return rng.integers(self.min_length, self.max_length + 1, size=B)
-        length = as_int("length", length)
-        if length < self.LEAST or (self.MOST and length > self.MOST):
-            most = f", at most {self.MOST}" if self.MOST else ""
-            raise TaskError(f"{self.name}: an episode length of {length} is out of range "
-                            f"(at least {self.LEAST}{most})")
-        return np.full(B, length, dtype=np.int64)
+        if np.ndim(length) == 0:
+            lengths = np.full(B, as_int("length", length), dtype=np.int64)
+        else:
+            lengths = np.asarray(length)
+            if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+                raise TaskError(f"{self.name}: expected {B} whole-number lengths, got {lengths!r}")
+        for L in (lengths.min(), lengths.max()):
+            if L < self.LEAST or (self.MOST and L > self.MOST):
+                most = f", at most {self.MOST}" if self.MOST else ""
+                raise TaskError(f"{self.name}: an episode length of {L} is out of range "
+                                f"(at least {self.LEAST}{most})")
+        return lengths.astype(np.int64)
 
     def episodes(self, rng, B, length=None):
         """B independent episodes -> inputs, targets, mask (T, B) bool, in the task's form:
@@ -173,7 +180,8 @@ class Task:
 
         length None: each episode draws its own length from [min_length, max_length]
         (and its repeats likewise, where the task has them); length an int: every
-        episode has exactly that length. Rows are padded at the end to T = the longest
+        episode has exactly that length; a (B,) array of ints: episode b has length[b]
+        (its repeats still drawn). Rows are padded at the end to T = the longest
         episode; padded steps read the blank (all channels 0), target 0, mask False.
         mask is True exactly on the answer steps. Both forms draw the same numbers from
         rng, so the same seed gives the same episodes in either.
