@@ -8,19 +8,23 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
     python dnc-debug.py --controller feedforward --layers 3 --dropout 0.5
 
 1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
-   the whole memory step, also a batch row at a time (memory_forward's blocks); one step of
-   a controller layer alone, the LSTM cell and the feedforward ReLU; a memory task's bit
-   form alone, the input product x W_x of bit channels and the bit-wise sigmoid
-   cross-entropy; and the allocation's backward by recursive doubling against its plain
-   reverse loop;
+   the whole memory step, also a batch row at a time (memory_forward's blocks); the
+   sharpening of --sharpen alone, the interface with its sharpnesses, and the whole memory
+   step with it, also with --stop-usage-grad; one step of a controller layer alone, the
+   LSTM cell and the feedforward ReLU; a memory task's bit form alone, the input product
+   x W_x of bit channels and the bit-wise sigmoid cross-entropy; and the allocation's
+   backward by recursive doubling against its plain reverse loop;
 2. the whole model (controller, memory, output, loss) over --seq steps, every parameter,
    with each controller (--controller: one of them), 1 and 2 layers (--layers: that many),
-   with dropout (--dropout): on random characters with the softmax cross-entropy, and on
-   repeat-copy episodes in the bit form (bit and flag channels in through a product, the
-   bit-wise sigmoid cross-entropy out);
-3. invariants on a run: weightings sum to at most 1, links in [0, 1] with a zero diagonal;
+   with dropout (--dropout), each without and with --sharpen: on random characters with
+   the softmax cross-entropy, and on repeat-copy episodes in the bit form (bit and flag
+   channels in through a product, the bit-wise sigmoid cross-entropy out); and with
+   --sharpen and --stop-usage-grad, the first and the last of those configurations on
+   characters, against a forward whose usage takes w^w_{t-1} as a constant (§8);
+3. invariants on a run, without and with --sharpen: weightings sum to at most 1 (the
+   sharpened ones to exactly 1), links in [0, 1] with a zero diagonal;
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
-5. an all-zero memory row and very large strengths: no NaN or inf anywhere.
+5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere.
 The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
 the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
 """
@@ -59,13 +63,17 @@ def memory_ops(B, N, W, R, rng):
     def names(*keys):
         return lambda douts, grads: dict(zip(keys, grads))
 
-    def step_check(forward, backward):  # a memory step's pair on named inputs and outputs
+    def step_check(forward, backward, part_names=tuple(parts), stop=False):
+        """a memory step's pair on named inputs and outputs: the interface parts part_names
+        and the previous state prev_*. With stop (--stop-usage-grad) prev_ww is no input:
+        usage reads mem["ww"] as a constant, the model whose gradient the flag gives (§8)."""
         def fwd(I):
-            new, r, cache = forward({k: I[k] for k in parts}, {k: I["prev_" + k] for k in dnc.MEMORY_STATE})
+            prev = {k: I["prev_" + k] if "prev_" + k in I else mem[k] for k in dnc.MEMORY_STATE}
+            new, r, cache = forward({k: I[k] for k in part_names}, prev)
             return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
 
         def bwd(douts, cache):
-            dparts, dprev = backward(douts[-1], dict(zip(dnc.MEMORY_STATE, douts[:-1])), cache)
+            dparts, dprev = backward(douts[-1], dict(zip(dnc.MEMORY_STATE, douts[:-1])), cache, stop)
             return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
         return fwd, bwd
 
@@ -119,6 +127,28 @@ def memory_ops(B, N, W, R, rng):
         ("one whole memory step, a batch row at a time",
          {**{k: v.copy() for k, v in parts.items()}, **{"prev_" + k: v.copy() for k, v in mem.items()},
           "prev_M": rng.standard_normal((B, N, W))}, *step_check(one_row_blocks, dnc.memory_backward)),
+    ]
+    # --sharpen (§4.1): the op alone, on weightings with no entry near 0 (there log(d + eps)
+    # bends on the scale eps, far below h), the interface with the sharpnesses, the whole step
+    sharp_parts, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W, True))), R, W, True)
+    sharp_step = {**sharp_parts, **{"prev_" + k: v.copy() for k, v in mem.items()},
+                  "prev_M": rng.standard_normal((B, N, W))}
+    ops += [
+        ("sharpened weighting (--sharpen)", {"d": random_weighting(rng, (B, R, N)), "s": 1 + 3 * rng.random((B, R))},
+         lambda I: dnc.sharpen_forward(I["d"], I["s"]),
+         lambda d, c: names("d", "s")(d, dnc.sharpen_backward(d[0], c))),
+        # the 2R sharpness entries of xi as an input of their own, so that every one is checked
+        ("interface vector, --sharpen", {"xi": rng.standard_normal((B, dnc.interface_size(R, W))),
+                                         "sharpness": rng.standard_normal((B, 2 * R))},
+         lambda I: (lambda parts, c: (tuple(parts.values()), c))(
+             *dnc.interface_forward(np.concatenate([I["xi"], I["sharpness"]], axis=1), R, W, True)),
+         lambda d, c: (lambda dxi: {"xi": dxi[:, :-2 * R], "sharpness": dxi[:, -2 * R:]})(
+             dnc.interface_backward(dict(zip(sharp_parts, d)), c))),
+        ("one whole memory step, --sharpen", sharp_step,
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward, tuple(sharp_parts))),
+        ("one whole memory step, --sharpen --stop-usage-grad (w^w_{t-1} a constant of usage)",
+         {k: v.copy() for k, v in sharp_step.items() if k != "prev_ww"},
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward, tuple(sharp_parts), stop=True)),
     ]
     return ops
 
@@ -212,6 +242,54 @@ def check_op(name, inputs, fwd, bwd, checks, rng, h):
 
 
 # ----------------------------------------------------------------------------------
+# 2. The whole model with --stop-usage-grad
+
+
+def check_model_stop_usage_grad(cfg, V, B, S, checks, seed):
+    """The whole model with --stop-usage-grad (§8), every parameter, against central
+    differences of the model whose gradient the flag gives: one in which the w^w_{t-1} of
+    every usage update is a constant. The unperturbed forward records the w^w_{t-1} that
+    each call of usage_forward receives, and every perturbed forward hands the recorded
+    ones to it instead (dnc.usage_forward is swapped for each forward, and put back).
+    From a carried state, on random characters, as common.check_model_gradients does.
+    -> worst relative error, number of parameters"""
+    cfg = dict(cfg, stop_usage_grad=True)
+    rng = np.random.default_rng(seed)
+    params = dnc.init_params(cfg, V, rng, np.float64)
+    for v in params.values():  # move off the tidy initial values
+        v += 0.1 * rng.standard_normal(v.shape)
+    ids = rng.integers(0, V, size=(2 * S + 1, B))
+    _, state, _ = dnc.forward(params, ids[:S], dnc.init_state(cfg, params, B), cfg)  # warm-up: a carried state
+    inputs, targets = ids[S:2 * S], ids[S + 1:]
+    real, recorded = dnc.usage_forward, []
+
+    def forward(p, usage):  # the window with usage_forward swapped for `usage`, the same dropout masks
+        dnc.usage_forward = usage
+        try:
+            masks = np.random.default_rng(seed + 1) if cfg["dropout"] else None
+            return dnc.forward(p, inputs, common.copy_state(state), cfg, masks)
+        finally:
+            dnc.usage_forward = real
+
+    def recording(u_prev, ww_prev, psi):
+        recorded.append(ww_prev)
+        return real(u_prev, ww_prev, psi)
+
+    logits, _, cache = forward(params, recording)
+    grads = dnc.backward(common.cross_entropy(logits, targets)[1], cache)
+    base = dnc.discrete_choices(cache)
+
+    def loss_fn(p):
+        constants = iter(recorded)
+        logits, _, cache = forward(p, lambda u_prev, ww_prev, psi: real(u_prev, next(constants), psi))
+        if not np.array_equal(dnc.discrete_choices(cache), base):
+            return None  # a sort order changed: skipped, as in common.check_model_gradients
+        return common.cross_entropy(logits, targets)[0]
+
+    return common.gradcheck(loss_fn, params, grads, checks, rng, tol=TOL), len(params)
+
+
+# ----------------------------------------------------------------------------------
 # 3. Invariants, 4. direction, 5. no NaN
 
 
@@ -224,6 +302,8 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     R, W = cfg["reads"], cfg["width"]
     params["bxi"][R * W:R * W + R] += strength_shift  # raw read strengths
     params["bxi"][R * W + R + W] += strength_shift  # raw write strength
+    if cfg.get("sharpen"):  # and the raw sharpnesses of --sharpen, the last 2R entries
+        params["bxi"][-2 * R:] += strength_shift
     state = dnc.init_state(cfg, params, B)
     out = []
     for x in rng.integers(0, V, (T, B)):
@@ -238,7 +318,13 @@ def check_invariants(cfg, rng):
     worst = {"read weighting sum - 1": -1.0, "write weighting sum - write gate": -1.0,
              "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
              "link diagonal": 0.0, "usage outside [0, 1]": 0.0}
+    if cfg.get("sharpen"):
+        worst["sharpened weightings |sum - 1|"] = 0.0
     for state, blocks in run:  # the step's memory cache: memory_forward's blocks of batch rows, in order
+        if cfg.get("sharpen"):  # S(f, s) and S(b, s) of every head sum to 1 (§4.1)
+            sums = np.concatenate([[c.sharpen[0].sharp.sum(-1), c.sharpen[1].sharp.sum(-1)] for _, c in blocks], 1)
+            worst["sharpened weightings |sum - 1|"] = max(worst["sharpened weightings |sum - 1|"],
+                                                          np.abs(sums - 1).max())
         alloc = np.concatenate([c.write_weighting.alloc for _, c in blocks])  # a_t (B, N)
         gw = np.concatenate([c.write_weighting.gw for _, c in blocks])  # g^w (B, 1)
         L, u = state["L"], state["u"]
@@ -290,7 +376,8 @@ def check_no_nan(cfg, rng):
     loss, grads, _ = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, B), cfg)
     finite += [np.isfinite(loss)] + [np.isfinite(g).all() for g in grads.values()]
     ok = all(finite)
-    print(f"zero memory rows, zero key, strengths 1e4: {len(finite)} arrays checked, "
+    print(f"{'--sharpen: ' if cfg.get('sharpen') else ''}zero memory rows, zero key, strengths "
+          f"{'and sharpnesses ' if cfg.get('sharpen') else ''}1e4: {len(finite)} arrays checked, "
           + ("all finite" if ok else "NON-FINITE VALUES"))
     return ok
 
@@ -323,8 +410,9 @@ def main(argv=None):
     controllers = [args.controller] if args.controller else list(dnc.CONTROLLERS)
     layer_counts = [args.layers] if args.layers else [1, 2]
     cfgs = [{"hidden": args.hidden, "layers": layers, "controller": controller, "memory": N, "width": W,
-             "reads": R, "stop_usage_grad": False, "dropout": args.dropout, "block_floats": args.block_floats}
-            for controller in controllers for layers in layer_counts]
+             "reads": R, "stop_usage_grad": False, "sharpen": sharpen, "dropout": args.dropout,
+             "block_floats": args.block_floats}
+            for sharpen in (False, True) for controller in controllers for layers in layer_counts]
 
     worst, count = 0.0, 0
     print(f"== 1. memory operations, a controller layer and the bit form against central differences "
@@ -347,21 +435,31 @@ def main(argv=None):
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
         print(f"-- the same on {task.name} episodes in the bit form ({task.V_in} channels in, {task.V_out} out), "
-              f"the bit-wise loss --")
+              f"the bit-wise loss{', --sharpen' if cfg['sharpen'] else ''} --")
         episodes = task.episodes(np.random.default_rng(args.seed), B)
         e, n = common.check_model_gradients(dnc, cfg, V=task.V_in, V_out=task.V_out, checks=args.checks,
                                             seed=args.seed, tol=TOL, episodes=episodes,
                                             loss=common.sigmoid_cross_entropy)
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
+    sharp = [cfg for cfg in cfgs if cfg["sharpen"]]
+    for cfg in [sharp[0]] + sharp[1:][-1:]:  # the first and the last, with --stop-usage-grad too
+        print(f"-- {dict(cfg, stop_usage_grad=True)}, against a forward whose usage takes "
+              f"w^w_{{t-1}} as a constant --")
+        e, n = check_model_stop_usage_grad(cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed)
+        print(f"   max relative error {e:.3e}")
+        worst, count = max(worst, e), count + n
 
-    cfg = cfgs[0]  # the first controller and layer count, for the invariants and the NaN hunt
-    print(f"\n== 3. invariants over 30 steps, {cfg['controller']} controller ==")
-    ok &= check_invariants(cfg, rng)
+    first = cfgs[0]  # the first controller and layer count, for the invariants and the NaN hunt
+    print(f"\n== 3. invariants over 30 steps, {first['controller']} controller ==")
+    for cfg in (first, sharp[0]):
+        print(f"-- {'with' if cfg['sharpen'] else 'without'} --sharpen --")
+        ok &= check_invariants(cfg, rng)
     print("\n== 4. direction of the temporal links ==")
     ok &= check_direction()
-    print("\n== 5. zero memory rows and very large strengths ==")
-    ok &= check_no_nan(cfg, rng)
+    print("\n== 5. zero memory rows and very large strengths (and sharpnesses) ==")
+    for cfg in (first, sharp[0]):
+        ok &= check_no_nan(cfg, rng)
 
     passed = common.gradcheck_verdict(worst, count, TOL) and ok
     if not ok:

@@ -14,8 +14,10 @@ or, with --controller feedforward, the feedforward one of the paper's Extended D
 figures (ReLU layers with no state of their own, §1.1), R read heads and one write head:
 content addressing with strengths, dynamic allocation from usage and free gates, erase
 and write, the temporal link matrix and precedence, forward / backward / content read
-modes. Equation names and section numbers (§) refer to docs/dnc.md, which explains and
-derives every forward and backward formula used here. Shapes follow the legend in
+modes; with --sharpen (off by default), the forward and backward weightings made to sum to
+1 and sharpened, as Csordas & Schmidhuber (ICLR 2019) do (§4.1). Equation names and
+section numbers (§) refer to docs/dnc.md, which explains and derives every forward and
+backward formula used here. Shapes follow the legend in
 common.py; every op below is vectorised over the batch B and the heads R, with no Python
 loop over rows, heads or slots (the allocation's backward solves its recursion along the
 free list by recursive doubling, log2 N rounds; the plain loop over the slots stands
@@ -646,6 +648,11 @@ def add_arguments(parser):
     parser.add_argument("--reads", type=common.positive_int, help=f"R, read heads (default {d['reads']})")
     parser.add_argument("--stop-usage-grad", action="store_true",
                         help="stop the gradient of w^w_{t-1} inside usage, as deepmind/dnc does")
+    parser.add_argument("--sharpen", action="store_true",
+                        help="make each head's forward and backward weightings sum to 1 again and sharpen "
+                             "them, (d + eps)^s / sum (d + eps)^s with a sharpness s >= 1 from the interface "
+                             "(Csordas & Schmidhuber 2019), so that following the links loses no read mass "
+                             "(docs/dnc.md §4.1)")
     parser.add_argument("--controller", choices=CONTROLLERS,
                         help="lstm, or feedforward: ReLU layers with no state of their own, so that only "
                              "the memory can carry a sequence (default lstm, or the checkpoint's)")
@@ -667,7 +674,7 @@ def config(args):
     cfg = {"hidden": args.hidden, "layers": args.layers, "controller": controller,
            "memory": args.memory[1] if ranged else args.memory,
            "width": args.width, "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad),
-           "dropout": args.dropout}
+           "sharpen": bool(args.sharpen), "dropout": args.dropout}
     if ranged:
         cfg["memory_range"] = list(args.memory)
     if controller == "lstm":
@@ -687,8 +694,10 @@ def memory_floats(cfg, V, B, S):
     lstm_controller = cfg.get("controller", "lstm") == "lstm"
     G = 4 * H if lstm_controller else H  # a layer's width: the LSTM's 4 gates, or the ReLUs
     per_layer = (V + R * W + H + 1) * G + (H * G if lstm_controller else 0)  # Wx, Wr, Wd, b; the LSTM's Wh
-    n_params = L * per_layer + L * H * (interface_size(R, W) + V) + R * W * V
-    per_step = L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + 12 * R * N + 3 * V
+    sharpen = cfg.get("sharpen", False)  # checkpoints from before --sharpen have none
+    n_params = L * per_layer + L * H * (interface_size(R, W, sharpen) + V) + R * W * V
+    per_step = (L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + (18 if sharpen else 12) * R * N
+                + 3 * V)
     return 4 * n_params + S * B * per_step
 
 
@@ -718,8 +727,9 @@ def init_params(cfg, V, rng, dtype, V_out=None):
         p[f"b{l}"] = np.zeros(G)
         if lstm_controller:
             p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
-    p["Wxi"] = uniform(L * H, (L * H, interface_size(R, W)))
-    p["bxi"] = np.zeros(interface_size(R, W))
+    n_xi = interface_size(R, W, cfg.get("sharpen", False))  # + 2R sharpnesses with --sharpen (§4.1)
+    p["Wxi"] = uniform(L * H, (L * H, n_xi))
+    p["bxi"] = np.zeros(n_xi)  # a sharpness of oneplus(0) = 1.69 to start with
     V_out = V_out or V  # V inputs (rows of Wx: the vocabulary, or C channels), V_out outputs
     p["Wy"] = uniform(L * H, (L * H, V_out))
     p["Wry"] = uniform(R * W, (R * W, V_out))
@@ -762,7 +772,8 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
     controller output, r (B, R, W)
     current reads, new state, cache. The output layer is left to the caller, so that a
     window's logits come from one matrix product. cfg: model_cfg's (its "block_floats" sizes
-    memory_forward's blocks, its "controller" the layers' kind); rng: draws the dropout masks
+    memory_forward's blocks, its "controller" the layers' kind, its "sharpen" the interface;
+    a cfg without "sharpen" is one from before --sharpen: off); rng: draws the dropout masks
     between controller layers (None: no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
@@ -783,7 +794,7 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
         below = h
     hcat = hs[0] if Lyr == 1 else np.concatenate(hs, axis=1)  # (B, LH)
     xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
-    parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"])
+    parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"], cfg.get("sharpen", False))
     mem, r, c_memory = memory_forward(parts, {k: state[k] for k in MEMORY_STATE}, cfg["block_floats"])
     new.update(mem)
     new["r"] = r
@@ -929,16 +940,19 @@ def memory_pictures(params, inputs, cfg):
 
 def model_cfg(params, state, cfg=None, rng=None):
     """The sizes and the controller, read off the arrays (layers l > 0 have Wd{l}, only the
-    LSTM has the recurrent Wh{l}), so forward works for any params / state pair; and
-    the options that no array shows from the run's configuration cfg: --stop-usage-grad
-    (off when cfg is None), --dropout (on only when an rng draws the masks) and the size of
-    memory_forward's blocks of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
+    LSTM has the recurrent Wh{l}, and the interface of --sharpen is 2R wider), so forward
+    works for any params / state pair; and the options that no array shows from the run's
+    configuration cfg: --stop-usage-grad (off when cfg is None), --dropout (on only when an
+    rng draws the masks) and the size of memory_forward's blocks of batch rows (BLOCK_FLOATS
+    unless cfg sets "block_floats")."""
     B, R, N = state["wr"].shape
+    W = state["M"].shape[2]
     cfg = cfg or {}
     layers = 1 + sum(k.startswith("Wd") for k in params)
     return {"controller": "lstm" if "Wh0" in params else "feedforward",
             "hidden": params["Wxi"].shape[0] // layers, "layers": layers,
-            "memory": N, "width": state["M"].shape[2], "reads": R,
+            "memory": N, "width": W, "reads": R,
+            "sharpen": params["Wxi"].shape[1] == interface_size(R, W, sharpen=True),
             "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
             "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0,
             "block_floats": cfg.get("block_floats", BLOCK_FLOATS)}
