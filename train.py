@@ -1058,6 +1058,8 @@ def run(model, args, defaults):
         if args.controller != had:
             raise UserError(f"{args.load} was trained with --controller {had}; drop --controller {args.controller} "
                             f"or start a new run")
+    if ck is not None and getattr(args, "sharpen", False) and not ck["info"]["cfg"].get("sharpen", False):
+        raise UserError(f"{args.load} was trained without --sharpen; drop it or start a new run")
     task = None
     if ck is not None and ck["info"].get("task"):
         saved = ck["info"]["task"]

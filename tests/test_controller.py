@@ -291,6 +291,13 @@ def test_cli_the_other_controller_is_refused_on_load(copy_runs):
     assert "lstm.npz was trained with --controller lstm; drop --controller feedforward" in line
 
 
+def test_cli_sharpen_on_a_plain_checkpoint_is_refused(copy_runs):
+    """--sharpen adds interface entries a plain checkpoint has no weights for: one line."""
+    d, _ = copy_runs
+    line = one_error_line(run_script("dnc", "--load", d / "lstm.npz", "--sharpen", "--iters", 1))
+    assert "lstm.npz was trained without --sharpen; drop it or start a new run" in line
+
+
 def test_cli_bad_controller_options_are_one_line():
     line = one_error_line(run_script("dnc", "--controller", "gru", "--gradcheck"))
     assert "--controller" in line and "gru" in line
