@@ -5,6 +5,7 @@ import random
 import subprocess
 import sys
 
+import numpy
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,3 +96,62 @@ def run_in_a_fresh_folder(tmp_path, monkeypatch):
     """Every test runs in a folder of its own, so that the scripts' default checkpoints
     (checkpoints/KIND-NAME.npz) land there, never in the project."""
     monkeypatch.chdir(tmp_path)
+
+
+# ----------------------------------------------------------------------------------
+# The DNC tests' shared helpers: an op's vector-Jacobian product against central
+# differences, and float64 params moved off their initial values
+
+
+def as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def vjp_errors(forward, backward, inputs, seed=0, h=1e-6, zero_ok=()):
+    """Check an op's VJP against central differences of loss = sum_k sum(out_k * G_k).
+
+    forward(inputs dict) -> (outputs tuple, cache); backward(G tuple, cache) -> dict with
+    the keys of inputs. Every entry of every input is perturbed in place. -> {name: max
+    |num - ana| / max |ana|}; an all-zero analytic gradient fails unless listed in zero_ok,
+    and then the numerical one must be zero as well (returned as 0)."""
+    rng = numpy.random.default_rng(seed)
+    outs, cache = forward(inputs)
+    G = tuple(rng.standard_normal(o.shape) for o in as_tuple(outs))
+    ana = {k: numpy.array(v, dtype=numpy.float64, copy=True) for k, v in backward(G, cache).items()}
+    assert ana.keys() == inputs.keys()
+
+    def loss():
+        return float(sum((o * g).sum() for o, g in zip(as_tuple(forward(inputs)[0]), G)))
+
+    errors = {}
+    for name, x in inputs.items():
+        assert x.dtype == numpy.float64
+        num = numpy.zeros_like(x)
+        for at in numpy.ndindex(x.shape):
+            old = x[at]
+            x[at] = old + h
+            lp = loss()
+            x[at] = old - h
+            lm = loss()
+            x[at] = old
+            num[at] = (lp - lm) / (2 * h)
+        a = ana[name]
+        assert a.shape == x.shape, name
+        scale = numpy.abs(a).max()
+        if name in zero_ok:
+            assert scale == 0 and numpy.abs(num).max() < 1e-9, name
+            errors[name] = 0.0
+        else:
+            assert scale > 0, f"{name}: all-zero analytic gradient"
+            errors[name] = float(numpy.abs(num - a).max() / scale)
+    return errors
+
+
+def random_dnc_params(dnc, cfg, V, seed=0, noise=0.3):
+    """float64 params of the DNC (the loaded dnc-numpy.py) moved off their initial values,
+    and the generator that made them."""
+    rng = numpy.random.default_rng(seed)
+    params = dnc.init_params(cfg, V, rng, numpy.float64)
+    for v in params.values():
+        v += noise * rng.standard_normal(v.shape)
+    return params, rng

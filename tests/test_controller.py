@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import common
-from conftest import arrays, assert_same_arrays, run_script, stderr_lines
+from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, stderr_lines
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -26,11 +26,7 @@ def cfg_of(controller="feedforward", layers=1, H=6, N=5, W=4, R=2, dropout=0.0):
 
 def random_params(cfg, seed=0, noise=0.3):
     """float64 params moved off their initial values, and the generator that made them."""
-    rng = np.random.default_rng(seed)
-    params = dnc.init_params(cfg, V, rng, np.float64)
-    for v in params.values():
-        v += noise * rng.standard_normal(v.shape)
-    return params, rng
+    return random_dnc_params(dnc, cfg, V, seed, noise)
 
 
 # ----------------------------------------------------------------------------------

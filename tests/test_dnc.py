@@ -25,6 +25,7 @@ if ROOT not in sys.path:
 
 import common  # noqa: E402
 import train  # noqa: E402
+from conftest import vjp_errors  # noqa: E402
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -35,48 +36,6 @@ B, N, W, R = 2, 5, 4, 3  # per-op sizes; R = 3 so that retention's leave-one-out
 # Helpers
 
 
-def as_tuple(x):
-    return x if isinstance(x, tuple) else (x,)
-
-
-def vjp_errors(forward, backward, inputs, seed=0, h=1e-6, zero_ok=()):
-    """Check an op's VJP against central differences of loss = sum_k sum(out_k * G_k).
-
-    forward(inputs dict) -> (outputs tuple, cache); backward(G tuple, cache) -> dict with
-    the keys of inputs. Every entry of every input is perturbed in place. -> {name: max
-    |num - ana| / max |ana|}; an all-zero analytic gradient fails unless listed in zero_ok,
-    and then the numerical one must be zero as well (returned as 0)."""
-    rng = np.random.default_rng(seed)
-    outs, cache = forward(inputs)
-    G = tuple(rng.standard_normal(o.shape) for o in as_tuple(outs))
-    ana = {k: np.array(v, dtype=np.float64, copy=True) for k, v in backward(G, cache).items()}
-    assert ana.keys() == inputs.keys()
-
-    def loss():
-        return float(sum((o * g).sum() for o, g in zip(as_tuple(forward(inputs)[0]), G)))
-
-    errors = {}
-    for name, x in inputs.items():
-        assert x.dtype == np.float64
-        num = np.zeros_like(x)
-        for at in np.ndindex(x.shape):
-            old = x[at]
-            x[at] = old + h
-            lp = loss()
-            x[at] = old - h
-            lm = loss()
-            x[at] = old
-            num[at] = (lp - lm) / (2 * h)
-        a = ana[name]
-        assert a.shape == x.shape, name
-        scale = np.abs(a).max()
-        if name in zero_ok:
-            assert scale == 0 and np.abs(num).max() < 1e-9, name
-            errors[name] = 0.0
-        else:
-            assert scale > 0, f"{name}: all-zero analytic gradient"
-            errors[name] = float(np.abs(num - a).max() / scale)
-    return errors
 
 
 def assert_small(errors, tol=TOL):

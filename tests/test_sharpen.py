@@ -17,7 +17,7 @@ import pytest
 
 import common
 import train
-from conftest import arrays, assert_same_arrays, run_script
+from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, vjp_errors
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -45,35 +45,6 @@ def weighting(rng, shape, total=0.9):
     return total * w / w.sum(-1, keepdims=True)
 
 
-def vjp_errors(forward, backward, inputs, seed=0, h=1e-6):
-    """Central differences of loss = sum_k sum(out_k * G_k) against backward(G, cache), every
-    entry of every input (perturbed in place). forward(inputs) -> (outputs tuple, cache).
-    -> {name: max |num - ana| / max |ana|}; an all-zero analytic gradient fails."""
-    rng = np.random.default_rng(seed)
-    outs, cache = forward(inputs)
-    G = tuple(rng.standard_normal(o.shape) for o in outs)
-    ana = backward(G, cache)
-
-    def loss():
-        return float(sum((o * g).sum() for o, g in zip(forward(inputs)[0], G)))
-
-    errors = {}
-    for name, x in inputs.items():
-        num = np.zeros_like(x)
-        for at in np.ndindex(x.shape):
-            old = x[at]
-            x[at] = old + h
-            lp = loss()
-            x[at] = old - h
-            lm = loss()
-            x[at] = old
-            num[at] = (lp - lm) / (2 * h)
-        scale = np.abs(ana[name]).max()
-        assert scale > 0, f"{name}: all-zero analytic gradient"
-        errors[name] = float(np.abs(num - ana[name]).max() / scale)
-    return errors
-
-
 def assert_small(errors):
     assert max(errors.values()) < TOL, errors
 
@@ -84,11 +55,7 @@ def cfg_of(controller="lstm", layers=1, H=6, N_=5, W_=4, R_=2, sharpen=True, sto
 
 
 def random_params(cfg, seed=0, noise=0.3):
-    rng = np.random.default_rng(seed)
-    params = dnc.init_params(cfg, V, rng, np.float64)
-    for v in params.values():
-        v += noise * rng.standard_normal(v.shape)
-    return params, rng
+    return random_dnc_params(dnc, cfg, V, seed, noise)
 
 
 def plain_params(params, R_):
@@ -216,7 +183,8 @@ def test_memory_step_with_sharpen_vjp(stop):
         dparts, dprev = dnc.memory_step_backward(G[-1], dict(zip(dnc.MEMORY_STATE, G[:-1])), cache, stop)
         if stop:
             assert not dprev["ww"].any()
-        return {**{"part/" + k: v for k, v in dparts.items()}, **{"prev/" + k: v for k, v in dprev.items()}}
+        grads = {**{"part/" + k: v for k, v in dparts.items()}, **{"prev/" + k: v for k, v in dprev.items()}}
+        return {k: grads[k] for k in inputs}  # with the flag, w^w_{t-1} is no input
 
     errors = vjp_errors(fwd, bwd, inputs)
     assert len(errors) == 18 - stop  # 12 interface parts, the sharpnesses among them, and the state
