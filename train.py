@@ -179,7 +179,8 @@ class Run:
         print(self.progress.line(self.it, self.val) + lesson, flush=True)
         self.check_diverged(bits, self.val)
         if self.args.log:
-            log_row(self.args.log, self.it, self.progress, train_loss, self.val)
+            log_row(self.args.log, self.it, self.progress, train_loss, self.val,
+                    self.curriculum.lesson if self.curriculum else None)
         if self.val is not None:
             self.keep_best(params, self.val["nats_seq"] if self.task else self.val["nats"])
         if self.curriculum and self.curriculum.passed(self.val["solved"]):
@@ -376,14 +377,15 @@ class Progress:
 
 
 LOG_COLUMNS = ("seconds", "iter", "chars", "episodes", "train_bpc", "val_bpc", "train_nats_seq",
-               "val_nats_seq", "wrong_bits_seq", "solved", "rate")
+               "val_nats_seq", "wrong_bits_seq", "solved", "rate", "lesson")
 
 
-def log_row(path, it, progress, train, val):
-    """Append one report to the CSV file at path (its header first if the file is new)."""
+def log_row(path, it, progress, train, val, lesson=None):
+    """Append one report to the CSV file at path (its header first if the file is new);
+    lesson: --curriculum's lesson trained and validated at this report, else None (empty)."""
     seen = progress.seen()
     row = {"seconds": f"{seen['seconds']:.3f}", "iter": it, "chars": seen["chars"],
-           "rate": f"{progress.rate():.1f}"}
+           "rate": f"{progress.rate():.1f}", "lesson": lesson}
     if progress.is_task:
         row["episodes"] = seen["episodes"]
         row["train_nats_seq"] = f"{train:.6f}"
@@ -580,12 +582,33 @@ def evaluate_task(model, cfg, params, task, batches):
 # Setting a run up: fresh, or resumed from a checkpoint
 
 
+RESUMED_SIZES = ("hidden", "layers", "batch", "seq", "memory", "width", "reads")
+
+
+def refuse_new_sizes(args, ck):
+    """A resumed run keeps the checkpoint's sizes: a size given on the command line that
+    differs from them is refused in one line, rather than silently ignored."""
+    cfg = ck["info"]["cfg"]
+    for k in RESUMED_SIZES:
+        if k not in args.given or k not in cfg:
+            continue
+        given, had = getattr(args, k), cfg[k]
+        if k == "memory":  # --memory MIN-MAX trains with a range, recorded beside its MAX
+            given = list(given) if isinstance(given, tuple) else given
+            had = cfg.get("memory_range", had)
+        if given != had:
+            show = tasks.span(*had) if isinstance(had, list) else had
+            raise UserError(f"{args.load} was trained with --{k} {show}; a resumed run keeps its sizes "
+                            f"(drop --{k}, or start a new run)")
+
+
 def start(model, args, ck, task, script):
     """Build the data, the model, the optimiser and the books, fresh or from the
     checkpoint ck, then train(). -> exit code"""
     choose_optimiser(args, ck)
     dtype = np.dtype(args.dtype)
     if ck is not None:  # the sizes and batching come from the checkpoint
+        refuse_new_sizes(args, ck)
         args.batch, args.seq = ck["info"]["cfg"]["batch"], ck["info"]["cfg"]["seq"]
     if task is None:
         vocab, train_ids, val_ids, test_ids = load_text_source(args, ck, script)

@@ -252,6 +252,8 @@ def _bad_inputs(d):
         "unknown encoding": ("lstm", [text, *tiny, "--encoding", "klingon"], "encoding"),
         "rnn checkpoint into lstm": ("lstm", [text, "--load", d / "rnn.npz", "--iters", "2"], "rnn checkpoint"),
         "rnn checkpoint sampled by lstm": ("lstm", ["--load", d / "rnn.npz", "--sample", "5"], "rnn checkpoint"),
+        "another size on resume": ("lstm", [text, "--load", d / "lstm.npz", "--hidden", "9", "--iters", "2"],
+                                   "keeps its sizes"),
         "another vocabulary": ("lstm", [d / "other.txt", "--load", d / "lstm.npz", "--iters", "2"], "vocabulary"),
         "truncated checkpoint": ("lstm", [text, "--load", d / "truncated.npz"], "damaged"),
         "damaged checkpoint": ("lstm", ["--load", d / "damaged.npz", "--sample", "5"], "damaged"),
@@ -287,7 +289,7 @@ def _bad_inputs(d):
 BAD = [  # the keys of _bad_inputs, listed here so that each case is a test of its own
     "missing path", "a directory", "empty file", "shorter than seq+1", "no validation split",
     "undecodable bytes", "unknown encoding", "rnn checkpoint into lstm", "rnn checkpoint sampled by lstm",
-    "another vocabulary", "truncated checkpoint", "damaged checkpoint", "checkpoint without sizes", "not an npz", "missing checkpoint",
+    "another size on resume", "another vocabulary", "truncated checkpoint", "damaged checkpoint", "checkpoint without sizes", "not an npz", "missing checkpoint",
     "prime outside the vocabulary", "--sample without --load", "--hidden 0", "--batch -1", "--seq 0",
     "--layers -2", "--hidden abc", "--hidden 2.5", "--lr -1", "--lr nan", "--clip -5", "--temperature 0",
     "--val-frac 1.5", "--dtype float16", "--seed -1", "--iters -3", "--time inf", "--sample -5",

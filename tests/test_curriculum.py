@@ -3,6 +3,7 @@ lengths each draws, the lesson rule on a scripted validation, the books at a les
 change, exact resume at a lesson) and the DNC's --memory MIN-MAX (a memory size drawn
 per batch within the range, validation at the MAX, --eval-lengths); and the one-line
 refusals of both."""
+import csv
 import os
 import re
 import shutil
@@ -138,12 +139,15 @@ def test_lessons_advance_exactly_when_validation_meets_the_threshold(tmp_path, m
     lstm = common.load_script("lstm-numpy.py")
     ck = tmp_path / "ck.npz"
     code = in_process(lstm, ["--task", "copy", "--bits", 3, "--length", "1-10", "--hidden", 4, "--batch", 4,
-                             "--iters", 8, "--report", 1, "--curriculum", "--threads", 1, "--save", ck])
+                             "--iters", 8, "--report", 1, "--curriculum", "--threads", 1, "--save", ck,
+                             "--log", tmp_path / "log.csv"])
     out = capsys.readouterr().out
     assert code == 0
     lessons = [(int(m.group(1)), int(m.group(2))) for m in map(LESSON_LINE.match, out.splitlines()) if m]
     assert lessons == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3), (7, 4), (8, 4)]
     assert re.findall(r"^lesson (\d)/5 passed", out, re.M) == ["1", "2", "3"]
+    with open(tmp_path / "log.csv") as f:  # the CSV log names the lesson of every report
+        assert [int(row["lesson"]) for row in csv.DictReader(f)] == [lesson for _, lesson in lessons]
     assert calls == [1, 1, 1, 2, 2, 2, 4, 4, 8, 8, 8]  # every validation on the lesson of the moment
     info = common.load_checkpoint(str(ck), "lstm")["info"]
     assert info["curriculum"] == {"lesson": 4, "threshold": 0.9}
@@ -177,6 +181,11 @@ def test_resume_continues_at_the_lesson_bit_for_bit_and_the_memory_range_too(tmp
     strip = re.compile(r"[\d.]+ s, |[\d.]+ step/s")  # the report lines at 40 and 50, each with its pass
     tail = [strip.sub("", line) for line in one.stdout.splitlines()[-5:-1]]
     assert tail == [strip.sub("", line) for line in second.stdout.splitlines()[-5:-1]]
+    for given, had in (("5", "3-5"), ("3-6", "3-5")):  # a resumed run keeps its sizes: another N is refused
+        p = run_script("dnc", "--iters", 1, "--load", tmp_path / "three.npz", "--memory", given)
+        assert stderr_lines(p) == [f"dnc-numpy.py: error: {tmp_path / 'three.npz'} was trained with --memory {had}; "
+                                   f"a resumed run keeps its sizes (drop --memory, or start a new run)"]
+        assert p.returncode == 2
 
 
 # ---------------------------------------------------------------- --memory MIN-MAX

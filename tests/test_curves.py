@@ -11,7 +11,7 @@ import common
 from conftest import ROOT, TINY, make_text, run_script, stderr_lines
 
 CURVES = os.path.join(ROOT, "benchmarks", "curves.py")
-HEADER = "seconds,iter,chars,episodes,train_bpc,val_bpc,train_nats_seq,val_nats_seq,wrong_bits_seq,solved,rate"
+HEADER = "seconds,iter,chars,episodes,train_bpc,val_bpc,train_nats_seq,val_nats_seq,wrong_bits_seq,solved,rate,lesson"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -3,6 +3,7 @@ through checkpoints (exact resume, the old layout, another --optim refused), the
 learning-rate schedule (--warmup, --lr-schedule cosine, --lr-decay) as the loop applies
 it, --time and --report-seconds in seconds of training, and benchmarks/quality.py without
 torch."""
+import csv
 import math
 import os
 import re
@@ -148,7 +149,7 @@ def test_exact_resume(text, tmp_path, optim):
     args = [*TINY, "--report", "3", "--batch", "5", "--optim", optim]
     one = run_script("lstm", text, *args, "--iters", 50, "--save", tmp_path / "one.npz")
     first = run_script("lstm", text, *args, "--iters", 30, "--save", tmp_path / "two.npz")
-    second = run_script("lstm", text, *TINY, "--report", "3", "--iters", 20, "--load", tmp_path / "two.npz",
+    second = run_script("lstm", text, *TINY, "--report", "3", "--batch", "5", "--iters", 20, "--load", tmp_path / "two.npz",
                         "--save", tmp_path / "two.npz")  # no --optim: the checkpoint's
     for p in (one, first, second):
         assert p.returncode == 0, p.stderr
@@ -304,8 +305,8 @@ def test_time_and_report_seconds_count_training_only(text, tmp_path):
     assert p.returncode == 0, p.stderr
     m = DONE.fullmatch(p.stdout.strip().splitlines()[-1])
     assert m and float(m.group(3)) > 30, p.stdout  # much of the time went into validating
-    rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
-    trained = [int(r[2]) / float(r[-1]) for r in rows]  # chars / training rate
+    with open(log) as f:
+        trained = [int(r["chars"]) / float(r["rate"]) for r in csv.DictReader(f)]  # chars / training rate
     assert len(trained) == 4, trained
     for k, t in enumerate(trained, 1):
         assert 0.25 * k <= t < 0.25 * k + 0.1, trained
