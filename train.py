@@ -557,9 +557,13 @@ def evaluate_task(model, cfg, params, task, batches):
     """The papers' measures over batches of episodes [(inputs, targets, mask), ...]:
     -> nats (per answer step), nats_seq (per episode), wrong_bits (per episode: bits of
     the most likely answer that differ from the target), solved (fraction of episodes
-    with no wrong bit), answer_bits (per episode: how many bits were asked for).
+    with no wrong bit), answer_bits (per episode: how many bits were asked for), and
+    by_tenth (10,): the wrong bits per episode in each tenth of its answer steps, first
+    to last, which say where in a sequence a model goes wrong (NaN in a tenth that no
+    answer step fell in: an answer shorter than 10 steps leaves gaps).
     The nats are the loss's: summed over a step's bits (bits), of the target token (tokens)."""
     nats = steps = wrong = solved = seqs = 0.0
+    by_tenth, tenths_asked = np.zeros(10), np.zeros(10)
     for inputs, targets, mask in batches:
         state = model.init_state(cfg, params, inputs.shape[1])
         logits = model.forward(params, inputs, state, cfg)[0]  # the cache goes at once
@@ -571,11 +575,15 @@ def evaluate_task(model, cfg, params, task, batches):
         steps += float(mask.sum())
         bad = task.wrong_bits(logits, targets) * mask  # (T, B)
         per_episode = bad.sum(0)  # (B,)
+        answer_pos = np.cumsum(mask, axis=0) - 1  # (T, B) the index of each answer step in its episode
+        tenth = (10 * answer_pos) // np.maximum(mask.sum(0), 1)  # (T, B) 0..9 on the answer steps
+        by_tenth += np.bincount(tenth[mask], weights=bad[mask], minlength=10)
+        tenths_asked += np.bincount(tenth[mask], minlength=10)
         wrong += float(per_episode.sum())
         solved += float((per_episode == 0).sum())
         seqs += inputs.shape[1]
     return {"nats": nats / steps, "nats_seq": nats / seqs, "wrong_bits": wrong / seqs, "solved": solved / seqs,
-            "answer_bits": steps * task.out_bits / seqs}
+            "answer_bits": steps * task.out_bits / seqs, "by_tenth": np.where(tenths_asked > 0, by_tenth / seqs, np.nan)}
 
 
 # ----------------------------------------------------------------------------------
@@ -831,15 +839,17 @@ def evaluate_mode(model, args, ck, task):
         rng = np.random.default_rng([args.seed, 2])
         memory = f", memory N={cfgs[0]['memory']}" if "memory" in cfgs[0] else ""
         print(f"{task.describe()}; {args.episodes} fresh episodes per length{memory}")
-        print(f"{'length':>8} {'wrong bits/seq':>15} {'bits/seq':>9} {'solved':>8}")
+        print(f"{'length':>8} {'wrong bits/seq':>15} {'bits/seq':>9} {'solved':>8}   "
+              f"wrong bits/seq in each tenth of the answer, first to last")
         for L, cfg in zip(args.eval_lengths, cfgs):
             B = min(args.episodes, 100)
             batches = [task.episodes(rng, min(B, args.episodes - i), length=L) for i in range(0, args.episodes, B)]
             m = evaluate_task(model, cfg, params, task, batches)
-            print(f"{L:>8} {m['wrong_bits']:>15.3f} {m['answer_bits']:>9.4g} {m['solved']:>8.1%}")
+            where = " ".join("-" if np.isnan(v) else f"{v:.2f}" if v else "0" for v in m["by_tenth"])
+            print(f"{L:>8} {m['wrong_bits']:>15.3f} {m['answer_bits']:>9.4g} {m['solved']:>8.1%}   {where}")
     if args.show or args.plot:
         pictures = common.load_script("pictures.py")
-        L = task.settings["max_length"]
+        L = args.eval_lengths[-1] if args.eval_lengths else task.settings["max_length"]  # the last length evaluated
         cfg = eval_cfg(model, args, ck, task, L)
         rows, title = pictures.episode_rows(model, cfg, params, task, np.random.default_rng(args.seed), L)
         if args.show:
@@ -989,10 +999,12 @@ def make_parser(model, description, defaults):
                    help=f"the share of a lesson's validation episodes solved that passes it, 0 to 1 "
                         f"(default {LESSON_THRESHOLD:g}; 0: a lesson per report)")
     t.add_argument("--eval-lengths", type=lengths_arg, metavar="L1,L2,...",
-                   help="wrong bits and episodes solved at these lengths, then exit")
+                   help="wrong bits and episodes solved at these lengths, and in which tenth of the answer "
+                        "the wrong bits are, then exit")
     t.add_argument("--episodes", type=pos_int, default=1000, help="fresh episodes per length for --eval-lengths")
-    t.add_argument("--show", action="store_true", help="draw one episode in the terminal")
-    t.add_argument("--plot", metavar="PNG", help="draw one episode into a PNG (needs matplotlib)")
+    t.add_argument("--show", action="store_true",
+                   help="draw one episode in the terminal (of the last --eval-lengths, else the longest trained)")
+    t.add_argument("--plot", metavar="PNG", help="draw that episode into a PNG (needs matplotlib)")
     model.add_arguments(p)
     return p
 

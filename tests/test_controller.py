@@ -251,7 +251,7 @@ def test_cli_eval_lengths_and_show_on_a_feedforward_checkpoint(copy_runs):
     p = run_script("dnc", "--load", d / "one.npz", "--eval-lengths", "3,6", "--memory", 8, "--episodes", 20)
     assert p.returncode == 0, p.stderr
     assert "memory N=8" in p.stdout
-    assert [int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+[\d.]+\s+\d+\s+[\d.]+%$", p.stdout, re.M)] == [3, 6]
+    assert [int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+[\d.]+\s+\d+\s+[\d.]+%\s", p.stdout, re.M)] == [3, 6]
     p = run_script("dnc", "--load", d / "one.npz", "--show")
     assert p.returncode == 0, p.stderr
     assert "write w^w" in p.stdout and "usage u" in p.stdout

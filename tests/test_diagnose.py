@@ -94,6 +94,10 @@ def test_errors_by_position_add_up_to_evaluate_task(io):
     assert (er.episodes == 10).all() and (er.with_wrong <= er.episodes).all()
     first = [np.nonzero(tr.wrong[tr.length + 1:, e])[0] for e in range(10)]  # by hand
     assert list(er.first) == [f[0] + 1 if f.size else 0 for f in first]
+    # --eval-lengths' tenths of the answer: 6 answer positions fall in tenths 0, 1, 3, 5, 6, 8
+    tenths = m["by_tenth"]
+    assert list(np.flatnonzero(~np.isnan(tenths))) == [10 * k // 6 for k in range(6)]
+    np.testing.assert_allclose(tenths[~np.isnan(tenths)], er.wrong_bits / 10)
 
 
 def test_repeat_copy_positions_count_the_episodes_that_have_them():

@@ -38,7 +38,7 @@ TEXT_REPORT = re.compile(r"([\d.]+) s, iter (\d+), ([\d.]+) BPC, ([\d.]+) char/s
 TEXT_DONE = re.compile(r"done: iter (\d+), train ([\d.]+) BPC, val ([\d.]+) BPC, best val ([\d.]+) BPC at iter (\d+)"
                        r"(?: \(whole validation text [\d.]+\))?(?:, test ([\d.]+) BPC)?, ([\d.]+) char/s training, "
                        r"([\d.]+)% of the time validating(?:; saved \S+)?")
-TABLE_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)%")
+TABLE_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)%((?:\s+(?:-|[\d.]+)){10})")
 # in the bit form (the default), with the default --clip 5, seed 0 still has a few wrong bits at
 # iteration 400; with --clip 1 the DNC solves copy by then at seeds 0, 1 and 2 (as measured)
 DNC_COPY = ["--task", "copy", "--bits", 3, "--length", "1-2", "--hidden", 16, "--memory", 4, "--width", 4,
@@ -64,11 +64,13 @@ def assert_one_error_line(p, kind, *pieces):
 def table(stdout):
     """--eval-lengths output -> {length: (wrong bits/seq, bits/seq, solved %)}"""
     lines = stdout.splitlines()
-    head = next(i for i, l in enumerate(lines) if l.split() == ["length", "wrong", "bits/seq", "bits/seq", "solved"])
+    head = next(i for i, l in enumerate(lines) if l.split()[:5] == ["length", "wrong", "bits/seq", "bits/seq", "solved"])
     rows = {}
     for line in lines[head + 1:]:
         m = TABLE_ROW.fullmatch(line)
         assert m, line
+        tenths = [float(v) for v in m.group(5).split() if v != "-"]  # the wrong bits by tenth of the answer
+        assert sum(tenths) == pytest.approx(float(m.group(2)), abs=0.05), line  # ten figures rounded to 0.01
         rows[int(m.group(1))] = (float(m.group(2)), int(m.group(3)), float(m.group(4)))
     return rows
 
