@@ -156,9 +156,11 @@ def memory_ops(B, N, W, R, rng):
 def controller_ops(B, H, rng):
     """One step of a controller layer alone, as memory_ops lists the memory's ops: the LSTM
     cell (lstm-numpy.py's; the gradient of Wh formed as dnc-numpy.py's backward forms it,
-    h_prev^T dz) and the feedforward ReLU (§1.1), its input at least 0.1 from the kink at 0."""
+    h_prev^T dz) and the feedforward ReLU capped at 20 (§1.1), its input at least 0.1 from
+    the kinks at 0 and 20."""
     zx = rng.standard_normal((B, H))
     zx += 0.1 * np.sign(zx)  # |zx| >= 0.1: no perturbation crosses z = 0
+    zx[0, :2] = [dnc.FF_CAP + 1, dnc.FF_CAP - 1]  # one unit over the cap, one under it
     cell = {"zx": rng.standard_normal((B, 4 * H)), "h_prev": rng.standard_normal((B, H)),
             "c_prev": rng.standard_normal((B, H)), "Wh": 0.5 * rng.standard_normal((H, 4 * H))}
 

@@ -27,7 +27,7 @@ at large N, memory_forward runs it on a few batch rows at a time, so that a bloc
 one call on the whole batch.
 
 Per time step t (§4):
-    controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1})   or   h_t = relu([x_t; r_{t-1}] W + b)
+    controller   h_t = LSTM([x_t; r_{t-1}], h_{t-1})   or   h_t = min(relu([x_t; r_{t-1}] W + b), 20)
                  xi_t = h_t W_xi + b_xi
     memory       read and write M with the parts of xi_t            -> r_t (B, R, W)
     output       logits_t = h_t W_y + r_t W_ry + b_y
@@ -614,18 +614,22 @@ def memory_backward(dr, dmem, cache, stop_usage_grad=False):
 # lstm-numpy.py's lstm_step_forward / lstm_step_backward
 
 
+FF_CAP = 20.0  # the feedforward controller's h stays in [0, 20], deepmind/dnc's clip_value (§1.1)
+
+
 def feedforward_step_forward(zx):
-    """One layer of the feedforward controller at one step: h = relu(zx), nothing carried.
+    """One layer of the feedforward controller at one step: h = min(relu(zx), FF_CAP),
+    nothing carried.
 
     zx (B, H): the layer's input sum, Wx[x_t] + r_{t-1} Wr (+ h_below Wd) + b
-    -> h (B, H), cache: zx > 0 (B, H) bool, the units the ReLU lets through"""
-    return np.maximum(zx, 0), zx > 0
+    -> h (B, H), cache: 0 < zx < FF_CAP (B, H) bool, the units that pass zx through"""
+    return np.clip(zx, 0, FF_CAP), (zx > 0) & (zx < FF_CAP)
 
 
 def feedforward_step_backward(dh, active):
     """dh (B, H): adjoint of h from the interface, the output and the layer above;
-    active: the forward's cache -> dz (B, H) adjoint of the input sum: relu'(z) = 1 where
-    z > 0, else 0. The weight gradients are left to the caller, as with the LSTM's."""
+    active: the forward's cache -> dz (B, H) adjoint of the input sum: 1 where
+    0 < z < FF_CAP, else 0. The weight gradients are left to the caller, as with the LSTM's."""
     return dh * active
 
 
@@ -787,7 +791,7 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
         if cfg["controller"] == "lstm":
             h, c, cache = lstm.lstm_step_forward(zx, state[f"h{l}"], state[f"c{l}"], params[f"Wh{l}"])
             new[f"h{l}"], new[f"c{l}"] = h, c
-        else:  # feedforward: h = relu(zx), and nothing carried to step t+1
+        else:  # feedforward: h = min(relu(zx), FF_CAP), and nothing carried to step t+1
             h, cache = feedforward_step_forward(zx)
         hs.append(h)
         controller.append(cache)
@@ -904,7 +908,7 @@ def discrete_choices(cache):
     gradient check must not difference across a change of them: the free-list orders phi
     (S, B, N) (§5; each step's blocks of batch rows, memory_forward, joined again in row
     order) and, with the feedforward controller, after them on the last axis, which units
-    of each layer the ReLU let through (S, B, LH), a kink at z = 0 (§1.1).
+    of each layer passed z through (S, B, LH), kinks at z = 0 and FF_CAP (§1.1).
     -> (S, B, N) or (S, B, N + LH) int"""
     phi = np.stack([np.concatenate([c.allocation.phi for _, c in step.memory]) for step in cache.steps])
     if cache.cfg["controller"] == "lstm":

@@ -33,14 +33,17 @@ def random_params(cfg, seed=0, noise=0.3):
 # 1. The layer and the whole model against central differences
 
 
-def test_feedforward_step_is_relu_and_its_backward_matches_central_differences():
-    """h = max(z, 0); dz against central differences of sum(h * G) at every entry, with z
-    at least 0.1 from the kink so that no difference crosses it; dz is exactly 0 where z < 0."""
+def test_feedforward_step_is_a_capped_relu_and_its_backward_matches_central_differences():
+    """h = min(max(z, 0), 20); dz against central differences of sum(h * G) at every entry,
+    with z at least 0.1 from the kinks so that no difference crosses one; dz is exactly 0
+    where z < 0 or z > 20."""
     rng = np.random.default_rng(1)
     z = rng.standard_normal((3, 8))
     z += 0.1 * np.sign(z)
+    z[0, :3] = [20.5, 35.0, 19.5]  # above the cap, far above, just under
     h, active = dnc.feedforward_step_forward(z)
-    np.testing.assert_array_equal(h, np.where(z > 0, z, 0.0))
+    assert dnc.FF_CAP == 20
+    np.testing.assert_array_equal(h, np.where(z > 0, np.minimum(z, 20.0), 0.0))
     G = rng.standard_normal(z.shape)
     dz = dnc.feedforward_step_backward(G, active)
     num, step = np.zeros_like(z), 1e-6
@@ -50,7 +53,8 @@ def test_feedforward_step_is_relu_and_its_backward_matches_central_differences()
         down[at] -= step
         num[at] = ((dnc.feedforward_step_forward(up)[0] - dnc.feedforward_step_forward(down)[0]) * G).sum() / (2 * step)
     assert np.abs(num - dz).max() / np.abs(dz).max() < TOL
-    assert (dz[z < 0] == 0).all() and (dz[z > 0] == G[z > 0]).all()
+    inside = (z > 0) & (z < 20)
+    assert (dz[~inside] == 0).all() and (dz[inside] == G[inside]).all() and (~inside[0, :2]).all()
 
 
 @pytest.mark.parametrize("layers, dropout", [(1, 0.0), (1, 0.3), (2, 0.0), (2, 0.3)])
