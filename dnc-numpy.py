@@ -7,6 +7,7 @@
     python dnc-numpy.py --task copy --bits 6 --length 1-10 --save copy.npz
     python dnc-numpy.py --load copy.npz --eval-lengths 5,10,20,40 --memory 48
     python dnc-numpy.py --load copy.npz --show  # one episode: inputs, outputs, the memory at work
+    python dnc-numpy.py --task series-copy --controller feedforward --mask --dealloc  # free and reuse
 
 Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
 memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py)
@@ -14,8 +15,11 @@ or, with --controller feedforward, the feedforward one of the paper's Extended D
 figures (ReLU layers with no state of their own, §1.1), R read heads and one write head:
 content addressing with strengths, dynamic allocation from usage and free gates, erase
 and write, the temporal link matrix and precedence, forward / backward / content read
-modes; with --sharpen (off by default), the forward and backward weightings made to sum to
-1 and sharpened, as Csordas & Schmidhuber (ICLR 2019) do (§4.1). Equation names and
+modes; and three refinements of Csordas & Schmidhuber (ICLR 2019), each off by default so
+that the plain DNC stays the paper's: --sharpen, the forward and backward weightings made to
+sum to 1 and sharpened (§4.1); --mask, each content lookup through a mask over the word's
+entries from the interface (§4.2); --dealloc, the memory freed by the free gates erased too
+(§4.3). Equation names and
 section numbers (§) refer to docs/dnc.md, which explains and derives every forward and
 backward formula used here. Shapes follow the legend in
 common.py; every op below is vectorised over the batch B and the heads R, with no Python
