@@ -442,3 +442,23 @@ def test_cli_a_checkpoint_from_before_the_refinements_runs_as_the_plain_dnc(seri
     assert p.returncode == 0, p.stderr
     ck = common.load_checkpoint(str(path), "dnc")
     assert "mask" not in ck["info"]["cfg"] and "dealloc" not in ck["info"]["cfg"]
+
+
+def test_cli_a_text_model_with_the_refinements_samples(text_file, tmp_path):
+    """Sampling runs the model through step(), which must know --mask and --dealloc from the
+    checkpoint's cfg (no array shows --dealloc): the same seed samples the same text, and the
+    text differs from that of the same params run without --dealloc."""
+    path = tmp_path / "text.npz"
+    p = run_script("dnc", text_file, "--mask", "--dealloc", "--hidden", 8, "--memory", 4, "--width", 3, "--reads", 1,
+                   "--batch", 2, "--seq", 8, "--iters", 3, "--report", 3, "--threads", 1, "--save", path)
+    assert p.returncode == 0, p.stderr
+    a = run_script("dnc", "--load", path, "--sample", 60, "--seed", 1)
+    b = run_script("dnc", "--load", path, "--sample", 60, "--seed", 1)
+    assert a.returncode == 0 and a.stdout == b.stdout and len(a.stdout.strip()) > 0, a.stderr
+    ck = common.load_checkpoint(str(path), "dnc")
+    vocab = ck["vocab"]
+    params = ck["best"]
+    with_dealloc = common.sample(dnc, ck["info"]["cfg"], params, vocab, 60, rng=np.random.default_rng(1))
+    without = common.sample(dnc, dict(ck["info"]["cfg"], dealloc=False), params, vocab, 60,
+                            rng=np.random.default_rng(1))
+    assert with_dealloc != without
