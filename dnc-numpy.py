@@ -817,7 +817,7 @@ def memory_floats(cfg, V, B, S):
     mask = cfg.get("mask", False)  # nor from before --mask
     n_params = L * per_layer + L * H * (interface_size(R, W, sharpen, mask) + V) + R * W * V
     per_step = (L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + (18 if sharpen else 12) * R * N
-                + (2 * (R + 1) * N * W if mask else 0)  # --mask: each key's masked memory, kept and its adjoint
+                + ((R + 1) * N * W if mask else 0)  # --mask: each key's masked memory, kept in the cache
                 + 3 * V)
     return 4 * n_params + S * B * per_step
 

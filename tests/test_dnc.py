@@ -1002,7 +1002,8 @@ def test_dnc_debug_passes():
     assert "-- controller layer, LSTM cell --" in out and "-- controller layer, feedforward ReLU --" in out
     assert "-- input product of bit channels, x W_x --" in out and "-- bit-wise sigmoid cross-entropy, masked --" in out
     for title, n in (("the bit-wise loss --", 4), ("the bit-wise loss, --sharpen --", 4),
-                     ("the bit-wise loss, --mask --dealloc --", 1), ("the bit-wise loss, --sharpen --mask --dealloc --", 1)):
+                     ("the bit-wise loss, --mask --dealloc --", 1),
+                     ("the bit-wise loss, --sharpen --mask --dealloc --", 1)):
         assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}\n") == n
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
@@ -1011,8 +1012,10 @@ def test_dnc_debug_passes():
     plain = [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
     assert models == ([(*m, "False", "False", "False", "False") for m in plain]
                       + [(*m, "False", "True", "False", "False") for m in plain]
-                      + [("1", "lstm", "False", "False", "True", "True"), ("2", "feedforward", "False", "True", "True", "True")]
-                      + [("1", "lstm", "True", "True", "False", "False"), ("2", "feedforward", "True", "True", "False", "False"),
+                      + [("1", "lstm", "False", "False", "True", "True"),
+                         ("2", "feedforward", "False", "True", "True", "True")]
+                      + [("1", "lstm", "True", "True", "False", "False"),
+                         ("2", "feedforward", "True", "True", "False", "False"),
                          ("2", "feedforward", "True", "True", "True", "True")])
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
     # 14 memory ops, 4 of --sharpen and 7 of --mask / --dealloc, 2 controller layers, 2 of the bit

@@ -409,7 +409,8 @@ def test_cli_refinements_record_and_resume_bit_for_bit(series_runs):
     assert "'mask': True, 'dealloc': True" in runs["one"].stdout
     ck = common.load_checkpoint(str(d / "one.npz"), "dnc")
     assert ck["info"]["cfg"]["mask"] is True and ck["info"]["cfg"]["dealloc"] is True
-    assert ck["info"]["task"]["settings"]["min_item_length"] == 1 and ck["info"]["task"]["settings"]["max_item_length"] == 2
+    settings = ck["info"]["task"]["settings"]
+    assert (settings["min_item_length"], settings["max_item_length"]) == (1, 2)
     assert ck["param"]["Wxi"].shape[1] == dnc.interface_size(1, 4, mask=True)
     assert "resumed" in runs["second"].stdout and "at iter 20" in runs["second"].stdout
     assert_same_arrays(arrays(d / "one.npz"), arrays(d / "two.npz"))  # params, optimiser, state, best

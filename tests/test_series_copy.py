@@ -148,3 +148,14 @@ def test_cli_series_copy_trains_and_evaluates_more_sequences(tmp_path):
     assert "free gates f" in p.stdout and "usage u" in p.stdout
     p = run_script("dnc", "--load", path, "--item-length", "1-3", "--iters", 1, "--no-save")
     assert p.returncode == 2 and "--item-length" in stderr_lines(p)[0]
+
+
+def test_a_curriculum_grows_the_number_of_sequences():
+    task = tasks.make_task("series-copy", io="tokens", bits=3, min_length=1, max_length=10, max_item_length=2)
+    curriculum = train.Curriculum(task, 0.9)
+    assert curriculum.ends == [1, 2, 4, 8, 10]
+    rng = np.random.default_rng(3)
+    curriculum.lesson = 3  # new lengths 3-4, a review over 1-4
+    inputs, _, _ = task.episodes(rng, 64, length=curriculum.lengths(rng, 64))
+    counts = (inputs == task.marker["delim"]).sum(0)
+    assert counts.min() >= 1 and counts.max() <= 4 and (counts >= 3).mean() > 0.5
