@@ -350,16 +350,17 @@ def test_memory_pictures_of_a_series_copy_episode_with_the_refinements():
     pictures = common.load_script("pictures.py")
     task = tasks.make_task("series-copy", min_length=10, max_length=10, min_item_length=3, max_item_length=3)
     cfg = cfg_of("feedforward", H=8, N_=10, W_=6, R_=2, sharpen=True)
-    params, _ = random_dnc_params(dnc, cfg, task.V_in, seed=12)
-    params["Wy"], params["Wry"] = params["Wy"][:, :task.V_out], params["Wry"][:, :task.V_out]
-    params["by"] = params["by"][:task.V_out]
-    rows, title = pictures.episode_rows(dnc, cfg, params, task, np.random.default_rng(0), 10)
-    T = 10 * 7
+    rng = np.random.default_rng(12)
+    params = dnc.init_params(cfg, task.V_in, rng, np.float64, task.V_out)
+    rows, title = pictures.episode_rows(dnc, cfg, params, task, rng, 10)
+    T = 10 * 7  # 10 sequences of 3 vectors: 3 in, the delimiter, 3 out
     assert all(a.shape[1] == T for _, a in rows) and title.startswith("series-copy:")
     assert [label for label, _ in rows][-4:] == ["free gates f", "alloc gate", "write gate", "usage u"]
-    assert all(np.nanmin(a) >= 0 and np.nanmax(a) <= 1 + 1e-9 for _, a in rows)
-    text = pictures.terminal(rows, title)
-    assert "steps 0-83:" not in text and "usage u" in text
+    assert all(a.min() >= 0 and a.max() <= 1 + 1e-9 for _, a in rows)
+    lines = pictures.terminal(rows, title).splitlines()
+    ruler = next(line for line in lines if line.startswith("step "))
+    assert len(ruler) == pictures.LABEL + T  # the whole episode in one block of columns
+    assert lines[-10].startswith("usage u") and len(lines) > 10 * 4  # usage: one line per slot, the last rows
 
 
 # ----------------------------------------------------------------------------------
