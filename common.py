@@ -563,13 +563,13 @@ def sample(model, cfg, params, vocab, n, temperature=1.0, prime="", rng=None, st
     ids = list(vocab.encode(prime)) if prime else [int(rng.integers(len(vocab)))]
     logits = None
     for i in ids:
-        logits, state = model.step(params, np.array([i]), state)
+        logits, state = model.step(params, np.array([i]), state, cfg)
     out = []
     for _ in range(n):
         p = softmax(logits[0].astype(np.float64) / temperature)
         i = int(rng.choice(len(p), p=p))
         out.append(i)
-        logits, state = model.step(params, np.array([i]), state)
+        logits, state = model.step(params, np.array([i]), state, cfg)
     return vocab.decode(out)
 
 

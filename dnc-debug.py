@@ -10,7 +10,10 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
 1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
    the whole memory step, also a batch row at a time (memory_forward's blocks); the
    sharpening of --sharpen alone, the interface with its sharpnesses, and the whole memory
-   step with it, also with --stop-usage-grad; one step of a controller layer alone, the
+   step with it, also with --stop-usage-grad; the masked lookup of --mask and the
+   de-allocating write of --dealloc alone (its retention input psi too), the interface
+   with the masks, the whole step with each (--dealloc also a batch row at a time) and
+   with all three refinements and --stop-usage-grad; one step of a controller layer alone, the
    LSTM cell and the feedforward ReLU; a memory task's bit form alone, the input product
    x W_x of bit channels and the bit-wise sigmoid cross-entropy; and the allocation's
    backward by recursive doubling against its plain reverse loop;
@@ -20,8 +23,10 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
    the softmax cross-entropy, and on repeat-copy episodes in the bit form (bit and flag
    channels in through a product, the bit-wise sigmoid cross-entropy out); and with
    --sharpen and --stop-usage-grad, the first and the last of those configurations on
-   characters, against a forward whose usage takes w^w_{t-1} as a constant (§8);
-3. invariants on a run, without and with --sharpen: weightings sum to at most 1 (the
+   characters, against a forward whose usage takes w^w_{t-1} as a constant (§8); then two
+   configurations with --mask --dealloc (§4.2, §4.3), the first controller and layer count,
+   and the last with --sharpen too, on text and bits, the last also with --stop-usage-grad;
+3. invariants on a run, plain, with --sharpen, and with all three: weightings sum to at most 1 (the
    sharpened ones to exactly 1), links in [0, 1] with a zero diagonal;
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
 5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere.
@@ -63,13 +68,14 @@ def memory_ops(B, N, W, R, rng):
     def names(*keys):
         return lambda douts, grads: dict(zip(keys, grads))
 
-    def step_check(forward, backward, part_names=tuple(parts), stop=False):
+    def step_check(forward, backward, part_names=tuple(parts), stop=False, dealloc=False):
         """a memory step's pair on named inputs and outputs: the interface parts part_names
         and the previous state prev_*. With stop (--stop-usage-grad) prev_ww is no input:
-        usage reads mem["ww"] as a constant, the model whose gradient the flag gives (§8)."""
+        usage reads mem["ww"] as a constant, the model whose gradient the flag gives (§8). With
+        dealloc (--dealloc), the step's write erases what the retention frees (§4.3)."""
         def fwd(I):
             prev = {k: I["prev_" + k] if "prev_" + k in I else mem[k] for k in dnc.MEMORY_STATE}
-            new, r, cache = forward({k: I[k] for k in part_names}, prev)
+            new, r, cache = forward({k: I[k] for k in part_names}, prev, dealloc=dealloc)
             return tuple(new[k] for k in dnc.MEMORY_STATE) + (r,), cache
 
         def bwd(douts, cache):
@@ -77,7 +83,7 @@ def memory_ops(B, N, W, R, rng):
             return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
         return fwd, bwd
 
-    one_row_blocks = lambda p, m: dnc.memory_forward(p, m, block_floats=N * N)  # noqa: E731
+    one_row_blocks = lambda p, m, dealloc: dnc.memory_forward(p, m, N * N, dealloc)  # noqa: E731
 
     ops = [
         ("content weighting", {"M": M, "k": rng.standard_normal((B, R, W)), "beta": 1 + 3 * rng.random((B, R))},
@@ -149,6 +155,46 @@ def memory_ops(B, N, W, R, rng):
         ("one whole memory step, --sharpen --stop-usage-grad (w^w_{t-1} a constant of usage)",
          {k: v.copy() for k, v in sharp_step.items() if k != "prev_ww"},
          *step_check(dnc.memory_step_forward, dnc.memory_step_backward, tuple(sharp_parts), stop=True)),
+    ]
+    # --mask (§4.2) and --dealloc (§4.3): each op alone (the lookup on a memory of no zero row,
+    # as the whole step's), the interface with the W(R + 1) mask entries, the whole step with
+    # each, and with both, --sharpen and --stop-usage-grad
+    mask_parts, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W, mask=True))), R, W,
+                                          mask=True)
+    all_parts, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W, True, True))), R, W,
+                                         True, True)
+    n_mask = W * (R + 1)
+
+    def step_inputs(step_parts):
+        return {**{k: v.copy() for k, v in step_parts.items()}, **{"prev_" + k: v.copy() for k, v in mem.items()},
+                "prev_M": rng.standard_normal((B, N, W))}
+
+    ops += [
+        ("masked content weighting (--mask)",
+         {"M": rng.standard_normal((B, N, W)), "k": rng.standard_normal((B, R, W)),
+          "beta": 1 + 3 * rng.random((B, R)), "m": rng.uniform(dnc.MASK_MIN, 1, (B, R, W))},
+         lambda I: dnc.masked_content_forward(I["M"], I["k"], I["beta"], I["m"]),
+         lambda d, c: names("M", "k", "beta", "m")(d, dnc.masked_content_backward(d[0], c))),
+        ("erase, de-allocate and write (--dealloc)",
+         {"M_prev": M, "ww": mem["ww"], "e": unit(B, W), "v": rng.standard_normal((B, W)), "psi": unit(B, N)},
+         lambda I: dnc.dealloc_write_forward(I["M_prev"], I["ww"], I["e"], I["v"], I["psi"]),
+         lambda d, c: names("M_prev", "ww", "e", "v", "psi")(d, dnc.dealloc_write_backward(d[0], c))),
+        # the W(R + 1) mask entries of xi as an input of their own, so that every one is checked
+        ("interface vector, --mask", {"xi": rng.standard_normal((B, dnc.interface_size(R, W))),
+                                      "masks": rng.standard_normal((B, n_mask))},
+         lambda I: (lambda parts, c: (tuple(parts.values()), c))(
+             *dnc.interface_forward(np.concatenate([I["xi"], I["masks"]], axis=1), R, W, mask=True)),
+         lambda d, c: (lambda dxi: {"xi": dxi[:, :-n_mask], "masks": dxi[:, -n_mask:]})(
+             dnc.interface_backward(dict(zip(mask_parts, d)), c))),
+        ("one whole memory step, --mask", step_inputs(mask_parts),
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward, tuple(mask_parts))),
+        ("one whole memory step, --dealloc", step_inputs(parts),
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward, dealloc=True)),
+        ("one whole memory step, --dealloc, a batch row at a time", step_inputs(parts),
+         *step_check(one_row_blocks, dnc.memory_backward, dealloc=True)),
+        ("one whole memory step, --mask --dealloc --sharpen --stop-usage-grad",
+         {k: v for k, v in step_inputs(all_parts).items() if k != "prev_ww"},
+         *step_check(dnc.memory_step_forward, dnc.memory_step_backward, tuple(all_parts), stop=True, dealloc=True)),
     ]
     return ops
 
@@ -304,8 +350,10 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     R, W = cfg["reads"], cfg["width"]
     params["bxi"][R * W:R * W + R] += strength_shift  # raw read strengths
     params["bxi"][R * W + R + W] += strength_shift  # raw write strength
-    if cfg.get("sharpen"):  # and the raw sharpnesses of --sharpen, the last 2R entries
-        params["bxi"][-2 * R:] += strength_shift
+    at = dnc.interface_layout(R, W, cfg.get("sharpen", False), cfg.get("mask", False))
+    if cfg.get("sharpen"):  # and the raw sharpnesses of --sharpen
+        params["bxi"][at["forward_sharpness"]] += strength_shift
+        params["bxi"][at["backward_sharpness"]] += strength_shift
     state = dnc.init_state(cfg, params, B)
     out = []
     for x in rng.integers(0, V, (T, B)):
@@ -362,6 +410,11 @@ def check_direction(N=5):
     return ok
 
 
+def flags(cfg):
+    """The refinements a configuration has on, as typed: '--sharpen --mask', or ''."""
+    return " ".join(f"--{name}" for name in ("sharpen", "mask", "dealloc") if cfg.get(name))
+
+
 def check_no_nan(cfg, rng):
     B, N, W = 3, cfg["memory"], cfg["width"]
     M = rng.standard_normal((B, N, W))
@@ -378,7 +431,7 @@ def check_no_nan(cfg, rng):
     loss, grads, _ = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, B), cfg)
     finite += [np.isfinite(loss)] + [np.isfinite(g).all() for g in grads.values()]
     ok = all(finite)
-    print(f"{'--sharpen: ' if cfg.get('sharpen') else ''}zero memory rows, zero key, strengths "
+    print(f"{flags(cfg) + ': ' if flags(cfg) else ''}zero memory rows, zero key, strengths "
           f"{'and sharpnesses ' if cfg.get('sharpen') else ''}1e4: {len(finite)} arrays checked, "
           + ("all finite" if ok else "NON-FINITE VALUES"))
     return ok
@@ -412,9 +465,13 @@ def main(argv=None):
     controllers = [args.controller] if args.controller else list(dnc.CONTROLLERS)
     layer_counts = [args.layers] if args.layers else [1, 2]
     cfgs = [{"hidden": args.hidden, "layers": layers, "controller": controller, "memory": N, "width": W,
-             "reads": R, "stop_usage_grad": False, "sharpen": sharpen, "dropout": args.dropout,
-             "block_floats": args.block_floats}
+             "reads": R, "stop_usage_grad": False, "sharpen": sharpen, "mask": False, "dealloc": False,
+             "dropout": args.dropout, "block_floats": args.block_floats}
             for sharpen in (False, True) for controller in controllers for layers in layer_counts]
+    # --mask and --dealloc (§4.2, §4.3): two configurations more, not the whole product again: the
+    # first controller and layer count with both, the last with both and --sharpen
+    refined = [dict(cfgs[0], mask=True, dealloc=True), dict(cfgs[-1], mask=True, dealloc=True)]
+    cfgs += refined
 
     worst, count = 0.0, 0
     print(f"== 1. memory operations, a controller layer and the bit form against central differences "
@@ -437,15 +494,16 @@ def main(argv=None):
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
         print(f"-- the same on {task.name} episodes in the bit form ({task.V_in} channels in, {task.V_out} out), "
-              f"the bit-wise loss{', --sharpen' if cfg['sharpen'] else ''} --")
+              f"the bit-wise loss{''.join(', ' + f for f in [flags(cfg)] if f)} --")
         episodes = task.episodes(np.random.default_rng(args.seed), B)
         e, n = common.check_model_gradients(dnc, cfg, V=task.V_in, V_out=task.V_out, checks=args.checks,
                                             seed=args.seed, tol=TOL, episodes=episodes,
                                             loss=common.sigmoid_cross_entropy)
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
-    sharp = [cfg for cfg in cfgs if cfg["sharpen"]]
-    for cfg in [sharp[0]] + sharp[1:][-1:]:  # the first and the last, with --stop-usage-grad too
+    sharp = [cfg for cfg in cfgs if cfg["sharpen"] and not cfg["mask"]]
+    # the first and the last with --sharpen, and the last with all three, with --stop-usage-grad too
+    for cfg in [sharp[0]] + sharp[1:][-1:] + refined[-1:]:
         print(f"-- {dict(cfg, stop_usage_grad=True)}, against a forward whose usage takes "
               f"w^w_{{t-1}} as a constant --")
         e, n = check_model_stop_usage_grad(cfg, V=7, B=B, S=args.seq, checks=args.checks, seed=args.seed)
@@ -454,13 +512,13 @@ def main(argv=None):
 
     first = cfgs[0]  # the first controller and layer count, for the invariants and the NaN hunt
     print(f"\n== 3. invariants over 30 steps, {first['controller']} controller ==")
-    for cfg in (first, sharp[0]):
-        print(f"-- {'with' if cfg['sharpen'] else 'without'} --sharpen --")
+    for cfg in (first, sharp[0], refined[-1]):
+        print(f"-- {flags(cfg) or 'the plain DNC'} --")
         ok &= check_invariants(cfg, rng)
     print("\n== 4. direction of the temporal links ==")
     ok &= check_direction()
     print("\n== 5. zero memory rows and very large strengths (and sharpnesses) ==")
-    for cfg in (first, sharp[0]):
+    for cfg in (first, sharp[0], refined[-1]):
         ok &= check_no_nan(cfg, rng)
 
     passed = common.gradcheck_verdict(worst, count, TOL) and ok

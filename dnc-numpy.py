@@ -7,6 +7,7 @@
     python dnc-numpy.py --task copy --bits 6 --length 1-10 --save copy.npz
     python dnc-numpy.py --load copy.npz --eval-lengths 5,10,20,40 --memory 48
     python dnc-numpy.py --load copy.npz --show  # one episode: inputs, outputs, the memory at work
+    python dnc-numpy.py --task series-copy --controller feedforward --mask --dealloc  # free and reuse
 
 Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
 memory" (Nature 538:471), Methods, with an LSTM controller (the cell of lstm-numpy.py)
@@ -14,8 +15,11 @@ or, with --controller feedforward, the feedforward one of the paper's Extended D
 figures (ReLU layers with no state of their own, §1.1), R read heads and one write head:
 content addressing with strengths, dynamic allocation from usage and free gates, erase
 and write, the temporal link matrix and precedence, forward / backward / content read
-modes; with --sharpen (off by default), the forward and backward weightings made to sum to
-1 and sharpened, as Csordas & Schmidhuber (ICLR 2019) do (§4.1). Equation names and
+modes; and three refinements of Csordas & Schmidhuber (ICLR 2019), each off by default so
+that the plain DNC stays the paper's: --sharpen, the forward and backward weightings made to
+sum to 1 and sharpened (§4.1); --mask, each content lookup through a mask over the word's
+entries from the interface (§4.2); --dealloc, the memory freed by the free gates erased too
+(§4.3). Equation names and
 section numbers (§) refer to docs/dnc.md, which explains and derives every forward and
 backward formula used here. Shapes follow the legend in
 common.py; every op below is vectorised over the batch B and the heads R, with no Python
@@ -58,17 +62,20 @@ lstm = common.load_script("lstm-numpy.py")  # the controller cell, shared, not a
 
 KIND = "dnc"
 EPS = 1e-6  # inside the cosine's square roots (§7.1), in the usage clamp (§3) and the sharpening (§4.1)
+MASK_MIN = 0.1  # --mask (§4.2): every mask entry at least this, as Csordas & Schmidhuber's recall runs floor it
 
 
 # ----------------------------------------------------------------------------------
-# Interface vector (§2): xi (B, RW + 3W + 5R + 3), + 2R with --sharpen -> the named parts, squashed
+# Interface vector (§2): xi (B, RW + 3W + 5R + 3), + 2R with --sharpen, + W(R + 1) with --mask
+# -> the named parts, squashed
 
 
-def interface_size(R, W, sharpen=False):
+def interface_size(R, W, sharpen=False, mask=False):
     """The length of xi (§2): R read keys of W, R read strengths, a write key of W, a write
     strength, erase and write vectors of W, R free gates, two gates, 3 modes per head; with
-    --sharpen (§4.1) a forward and a backward sharpness per head after them."""
-    return R * W + 3 * W + 5 * R + 3 + (2 * R if sharpen else 0)
+    --sharpen (§4.1) a forward and a backward sharpness per head after them; with --mask
+    (§4.2) a mask of W for each read key and for the write key after those."""
+    return R * W + 3 * W + 5 * R + 3 + (2 * R if sharpen else 0) + (W * (R + 1) if mask else 0)
 
 
 def oneplus(x):
@@ -77,36 +84,38 @@ def oneplus(x):
 
 
 @functools.lru_cache(maxsize=None)
-def interface_layout(R, W, sharpen=False):
-    """Where each part sits in xi, in the paper's order (§2), the sharpnesses of --sharpen
-    last (§4.1): name -> slice."""
+def interface_layout(R, W, sharpen=False, mask=False):
+    """Where each part sits in xi, in the paper's order (§2), then the sharpnesses of
+    --sharpen (§4.1), then the masks of --mask (§4.2): name -> slice."""
     sizes = [("read_keys", R * W), ("read_strengths", R), ("write_key", W), ("write_strength", 1),
              ("erase", W), ("write_vector", W), ("free_gates", R), ("alloc_gate", 1), ("write_gate", 1),
              ("read_modes", 3 * R)]
     if sharpen:
         sizes += [("forward_sharpness", R), ("backward_sharpness", R)]
+    if mask:
+        sizes += [("read_masks", R * W), ("write_mask", W)]
     ends = np.cumsum([n for _, n in sizes])
     return {name: slice(end - n, end) for (name, n), end in zip(sizes, ends)}
 
 
 class InterfaceCache(NamedTuple):
-    xi: np.ndarray  # (B, RW+3W+5R+3) the raw interface vector (+2R with --sharpen)
+    xi: np.ndarray  # (B, RW+3W+5R+3) the raw interface vector (+2R with --sharpen, +W(R+1) with --mask)
     at: dict  # interface_layout: name -> slice of xi
     parts: dict  # the squashed parts, by name
 
 
-def interface_forward(xi, R, W, sharpen=False):
-    """xi (B, RW+3W+5R+3), or (B, RW+3W+7R+3) with sharpen -> dict of parts with their paper
-    names, cache
+def interface_forward(xi, R, W, sharpen=False, mask=False):
+    """xi (B, interface_size(R, W, sharpen, mask)) -> dict of parts with their paper names, cache
 
     Squashing (§2): keys and write vector none, strengths oneplus (>= 1), erase vector and
     the free, allocation and write gates sigmoid, read modes a softmax over each head's 3;
-    with sharpen, the forward and backward sharpnesses oneplus (>= 1, §4.1). An xi of
-    another width is refused, so that sharpness entries are never silently dropped."""
-    if xi.shape[1] != interface_size(R, W, sharpen):
-        raise ValueError(f"xi has {xi.shape[1]} entries; R={R}, W={W}, sharpen={sharpen} "
-                         f"make {interface_size(R, W, sharpen)}")
-    B, at = xi.shape[0], interface_layout(R, W, sharpen)
+    with sharpen, the forward and backward sharpnesses oneplus (>= 1, §4.1); with mask, the
+    masks MASK_MIN + (1 - MASK_MIN) sigmoid, in [0.1, 1] (§4.2). An xi of another width is
+    refused, so that sharpness or mask entries are never silently dropped."""
+    if xi.shape[1] != interface_size(R, W, sharpen, mask):
+        raise ValueError(f"xi has {xi.shape[1]} entries; R={R}, W={W}, sharpen={sharpen}, mask={mask} "
+                         f"make {interface_size(R, W, sharpen, mask)}")
+    B, at = xi.shape[0], interface_layout(R, W, sharpen, mask)
     parts = {
         "read_keys": xi[:, at["read_keys"]].reshape(B, R, W),  # k^{r,i}                  (B, R, W)
         "read_strengths": oneplus(xi[:, at["read_strengths"]]),  # beta^{r,i} >= 1        (B, R)
@@ -122,14 +131,23 @@ def interface_forward(xi, R, W, sharpen=False):
     if sharpen:  # --sharpen (§4.1): one sharpness per head for each direction
         parts["forward_sharpness"] = oneplus(xi[:, at["forward_sharpness"]])  # s^{f,i} >= 1     (B, R)
         parts["backward_sharpness"] = oneplus(xi[:, at["backward_sharpness"]])  # s^{b,i} >= 1   (B, R)
+    if mask:  # --mask (§4.2): one mask per key, floored at MASK_MIN
+        parts["read_masks"] = mask_squash(xi[:, at["read_masks"]]).reshape(B, R, W)  # m^{r,i}  (B, R, W)
+        parts["write_mask"] = mask_squash(xi[:, at["write_mask"]]).reshape(B, 1, W)  # m^w      (B, 1, W)
     return parts, InterfaceCache(xi, at, parts)
 
 
+def mask_squash(x):
+    """A mask of --mask (§4.2): MASK_MIN + (1 - MASK_MIN) sigmoid(x), in (MASK_MIN, 1)."""
+    return MASK_MIN + (1 - MASK_MIN) * common.sigmoid(x)
+
+
 def interface_backward(d, cache):
-    """d: dict of adjoints of the parts (missing = zero) -> dxi (B, RW+3W+5R+3), + 2R with --sharpen
+    """d: dict of adjoints of the parts (missing = zero) -> dxi, the shape of the cache's xi
 
     Each slice through its squashing's VJP (§5): unchanged for none, d * sigmoid(x) for
-    oneplus, d * s (1 - s) for a sigmoid s, m * (dm - <dm, m>) for each head's modes m."""
+    oneplus, d * s (1 - s) for a sigmoid s, d * (1 - MASK_MIN) s (1 - s) for a mask,
+    m * (dm - <dm, m>) for each head's modes m."""
     xi, at, parts = cache
     B = xi.shape[0]
     dxi = np.zeros_like(xi)
@@ -143,6 +161,10 @@ def interface_backward(d, cache):
         if name in d:
             s = parts[name]
             dxi[:, at[name]] = d[name] * s * (1 - s)
+    for name in ("read_masks", "write_mask"):  # --mask: the floored sigmoid
+        if name in d:
+            s = common.sigmoid(xi[:, at[name]])
+            dxi[:, at[name]] = d[name].reshape(B, -1) * (1 - MASK_MIN) * s * (1 - s)
     if "read_modes" in d:  # softmax VJP over the 3 modes of each head
         m, dm = parts["read_modes"], d["read_modes"]
         dxi[:, at["read_modes"]] = (m * (dm - np.einsum("brk,brk->br", dm, m)[:, :, None])).reshape(B, -1)
@@ -181,6 +203,42 @@ def content_backward(dC, cache):
     dM = s.transpose(0, 2, 1) @ k - (dDD.sum(1) / (a * a))[:, :, None] * M
     dk = s @ M - (dDD.sum(2) / (b * b))[:, :, None] * k
     return dM, dk, dbeta
+
+
+class MaskedContentCache(NamedTuple):
+    M: np.ndarray  # (B, N, W) the memory, unmasked
+    k: np.ndarray  # (B, K, W) the keys, unmasked
+    m: np.ndarray  # (B, K, W) each key's mask
+    content: tuple  # content_forward's cache, with the B K masked memories as its batch
+
+
+def masked_content_forward(M, k, beta, m):
+    """Masked content weighting C(M * m, k * m, beta) (§4.2, --mask; Csordas & Schmidhuber 2019):
+    the cosine of each key with each slot over the entries its mask lets through.
+
+    M (B, N, W), k (B, K, W), beta (B, K), m (B, K, W) in (0, 1]^W -> C (B, K, N), cache
+    Each key sees the memory through its own mask, so the masked memories M * m^i are (B, K, N, W);
+    content_forward runs on them as a batch of B K memories with one key each."""
+    B, K, W = k.shape
+    Mm = M[:, None] * m[:, :, None, :]  # (B, K, N, W) memory as key i sees it
+    C, c = content_forward(Mm.reshape(B * K, -1, W), (k * m).reshape(B * K, 1, W), beta.reshape(B * K, 1))
+    return C.reshape(B, K, -1), MaskedContentCache(M, k, m, c)
+
+
+def masked_content_backward(dC, cache):
+    """dC (B, K, N) -> dM (B, N, W), dk (B, K, W), dbeta (B, K), dm (B, K, W)
+
+    VJP (§4.2): content_backward gives the adjoints of the masked memories dMm^i (B, K, N, W)
+    and keys dkm^i; then through the elementwise products M * m^i and k^i * m^i:
+    dM = sum_i dMm^i * m^i, dk^i = dkm^i * m^i, dm^i = sum_n dMm^i_n * M_n + dkm^i * k^i."""
+    M, k, m, c = cache
+    B, K, W = k.shape
+    dMm, dkm, dbeta = content_backward(dC.reshape(B * K, 1, -1), c)
+    dMm = dMm.reshape(B, K, -1, W)  # (B, K, N, W)
+    dkm = dkm.reshape(B, K, W)
+    dM = np.einsum("bknw,bkw->bnw", dMm, m)
+    dm = np.einsum("bknw,bnw->bkw", dMm, M) + dkm * k
+    return dM, dkm * m, dbeta.reshape(B, K), dm
 
 
 def retention_forward(free, wr_prev):
@@ -341,6 +399,30 @@ def write_backward(dM, cache):
     return dM * keep, dww, de, dv
 
 
+def dealloc_write_forward(M_prev, ww, e, v, psi):
+    """Erase, de-allocate and write (§4.3, --dealloc; Csordas & Schmidhuber 2019): what the
+    retention frees is erased too, M_t = M_{t-1} * (psi_t 1^T) * (1 - w^w e^T) + w^w v^T.
+    M_prev (B, N, W), ww, psi (B, N), e, v (B, W) -> M (B, N, W)"""
+    erase = 1 - ww[:, :, None] * e[:, None, :]  # (B, N, W)
+    keep = psi[:, :, None] * erase  # (B, N, W)
+    return M_prev * keep + ww[:, :, None] * v[:, None, :], (M_prev, ww, e, v, psi, erase, keep)
+
+
+def dealloc_write_backward(dM, cache):
+    """dM (B, N, W) -> dM_prev (B, N, W), dww (B, N), de, dv (B, W), dpsi (B, N)
+
+    VJP (§4.3): write_backward's with M_{t-1} * psi in place of M_{t-1}: dM_prev = dM * keep,
+    dww_n = sum_j dM[n, j] (v_j - psi_n M_prev[n, j] e_j), de = -(dM M_prev)^T (psi w^w),
+    dv = dM^T w^w; and the retention's adjoint dpsi_n = sum_j dM[n, j] M_prev[n, j] (1 - w_n e_j)."""
+    M_prev, ww, e, v, psi, erase, keep = cache
+    dMM = dM * M_prev
+    dww = np.einsum("bnw,bw->bn", dM, v) - psi * np.einsum("bnw,bw->bn", dMM, e)
+    de = -np.einsum("bn,bnw->bw", psi * ww, dMM)
+    dv = np.einsum("bn,bnw->bw", ww, dM)
+    dpsi = np.einsum("bnw,bnw->bn", dMM, erase)
+    return dM * keep, dww, de, dv, dpsi
+
+
 def link_forward(L_prev, ww, p_prev):
     """Temporal link matrix L_t[i, j] = (1 - w_i - w_j) L_{t-1}[i, j] + w_i p_{t-1}[j], zero
     diagonal (§4, step 8; w = w^w_t). L_prev (B, N, N), ww, p_prev (B, N) -> L (B, N, N).
@@ -484,20 +566,33 @@ class MemoryCache(NamedTuple):
     read_lookup: tuple
     read_weighting: tuple
     read: tuple
+    masked: bool = False  # --mask (§4.2): the lookups are masked_content_forward's
+    dealloc: bool = False  # --dealloc (§4.3): the write is dealloc_write_forward's
 
 
-def memory_step_forward(parts, mem):
+def lookup_forward(M, k, beta, m=None):
+    """A content lookup (§3), masked when a mask m is given (--mask, §4.2)."""
+    return content_forward(M, k, beta) if m is None else masked_content_forward(M, k, beta, m)
+
+
+def memory_step_forward(parts, mem, dealloc=False):
     """parts: the squashed interface (interface_forward); mem: dict of the previous
-    M (B, N, W), u, ww, p (B, N), L (B, N, N), wr (B, R, N)
+    M (B, N, W), u, ww, p (B, N), L (B, N, N), wr (B, R, N); dealloc: --dealloc (§4.3)
     -> new mem dict, read vectors r (B, R, W), cache
     The steps of §4 in their order; the comments carry §4's step numbers. Parts that carry
-    the sharpnesses of --sharpen (interface_forward's) add step 10a (§4.1)."""
+    the sharpnesses of --sharpen (interface_forward's) add step 10a (§4.1); parts that carry
+    the masks of --mask make both lookups masked (§4.2); dealloc erases what psi frees (§4.3)."""
+    masked = "read_masks" in parts
     psi, c_ret = retention_forward(parts["free_gates"], mem["wr"])  # 2. retention
     u, c_use = usage_forward(mem["u"], mem["ww"], psi)  # 3. usage
     alloc, c_alloc = allocation_forward(u)  # 4. allocation
-    cw, c_wlook = content_forward(mem["M"], parts["write_key"], parts["write_strength"])  # 5. old memory
+    cw, c_wlook = lookup_forward(mem["M"], parts["write_key"], parts["write_strength"],
+                                 parts.get("write_mask"))  # 5. old memory
     ww, c_ww = write_weighting_forward(alloc, cw[:, 0], parts["alloc_gate"], parts["write_gate"])  # 6.
-    M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])  # 7. erase, write
+    if dealloc:  # 7. --dealloc: erase, de-allocate (psi), write
+        M, c_write = dealloc_write_forward(mem["M"], ww, parts["erase"], parts["write_vector"], psi)
+    else:  # 7. erase, write
+        M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])
     L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
     p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
     fwd, bwd, c_dir = directional_forward(L, mem["wr"])  # 10. forward and backward weightings
@@ -506,15 +601,20 @@ def memory_step_forward(parts, mem):
         fwd, c_fsharp = sharpen_forward(fwd, parts["forward_sharpness"])
         bwd, c_bsharp = sharpen_forward(bwd, parts["backward_sharpness"])
         c_sharp = (c_fsharp, c_bsharp)
-    cr, c_rlook = content_forward(M, parts["read_keys"], parts["read_strengths"])  # 11. new memory
+    cr, c_rlook = lookup_forward(M, parts["read_keys"], parts["read_strengths"], parts.get("read_masks"))  # 11.
     wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
     r, c_read = read_forward(M, wr)  # 13. read vectors
     new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
     cache = MemoryCache(retention=c_ret, usage=c_use, allocation=c_alloc, write_lookup=c_wlook,
                         write_weighting=c_ww, write=c_write, link=c_link, precedence=c_prec,
                         directional=c_dir, sharpen=c_sharp, read_lookup=c_rlook, read_weighting=c_rw,
-                        read=c_read)
+                        read=c_read, masked=masked, dealloc=dealloc)
     return new, r, cache
+
+
+def lookup_backward(dC, cache, masked):
+    """Backward of lookup_forward -> dM, dk, dbeta, and dm (None unless masked)."""
+    return masked_content_backward(dC, cache) if masked else content_backward(dC, cache) + (None,)
 
 
 def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
@@ -527,7 +627,8 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     dM_read, dwr = read_backward(dr, cache.read)  # 2. read vectors
     dwr = dwr + dmem["wr"]  # w^r_t's adjoint is complete
     d["read_modes"], dbwd, dcr, dfwd = read_weighting_backward(dwr, cache.read_weighting)  # 3.
-    dM_look, d["read_keys"], d["read_strengths"] = content_backward(dcr, cache.read_lookup)  # 4. on M_t
+    dM_look, d["read_keys"], d["read_strengths"], dm_read = lookup_backward(dcr, cache.read_lookup,
+                                                                            cache.masked)  # 4. on M_t
     dM = dmem["M"] + dM_read + dM_look  # M_t's adjoint is complete
     if cache.sharpen is not None:  # 4a. --sharpen: back through S(f, s^f) and S(b, s^b)
         dfwd, d["forward_sharpness"] = sharpen_backward(dfwd, cache.sharpen[0])
@@ -536,12 +637,20 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     dL = dmem["L"] + dL_dir  # L_t's adjoint is complete
     dp_prec, dww_prec = precedence_backward(dmem["p"], cache.precedence)  # 6.
     dL_prev, dww_link, dp_link = link_backward(dL, cache.link)  # 7.
-    dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, cache.write)  # 8.
+    if cache.dealloc:  # 8. --dealloc: psi_t reached M_t too
+        dM_prev, dww_write, d["erase"], d["write_vector"], dpsi_write = dealloc_write_backward(dM, cache.write)
+    else:  # 8.
+        dM_prev, dww_write, d["erase"], d["write_vector"] = write_backward(dM, cache.write)
+        dpsi_write = 0
     dww = dmem["ww"] + dww_prec + dww_link + dww_write  # w^w_t's adjoint is complete
     dalloc, dcw, d["alloc_gate"], d["write_gate"] = write_weighting_backward(dww, cache.write_weighting)  # 9.
-    dM_wlook, d["write_key"], d["write_strength"] = content_backward(dcw[:, None, :], cache.write_lookup)  # 10.
+    dM_wlook, d["write_key"], d["write_strength"], dm_write = lookup_backward(dcw[:, None, :], cache.write_lookup,
+                                                                              cache.masked)  # 10.
+    if cache.masked:  # 4., 10. --mask: the masks' adjoints
+        d["read_masks"], d["write_mask"] = dm_read, dm_write
     du = dmem["u"] + allocation_backward(dalloc, cache.allocation)  # 11. u_t's adjoint is complete
-    du_prev, dww_prev, dpsi = usage_backward(du, cache.usage, stop_usage_grad)  # 12.
+    du_prev, dww_prev, dpsi_usage = usage_backward(du, cache.usage, stop_usage_grad)  # 12.
+    dpsi = dpsi_usage + dpsi_write  # psi_t's adjoint is complete (usage, and the write with --dealloc)
     d["free_gates"], dwr_ret = retention_backward(dpsi, cache.retention)  # 13.
     dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prec + dp_link,
                  "L": dL_prev, "wr": dwr_dir + dwr_ret}
@@ -566,8 +675,8 @@ class Block(NamedTuple):
     cache: MemoryCache  # memory_step_forward's cache for those rows
 
 
-def memory_forward(parts, mem, block_floats=BLOCK_FLOATS):
-    """memory_step_forward on blocks of batch rows in turn (§11): parts, mem as there
+def memory_forward(parts, mem, block_floats=BLOCK_FLOATS, dealloc=False):
+    """memory_step_forward on blocks of batch rows in turn (§11): parts, mem, dealloc as there
     -> new mem dict, r (B, R, W), cache: a list of Block, in row order. With one block (up
     to N 128 at batch 32) that is one call on the whole batch, nothing copied; with several,
     each block's results are written into the batch's arrays. The cache is a list even for
@@ -575,14 +684,14 @@ def memory_forward(parts, mem, block_floats=BLOCK_FLOATS):
     B, N = mem["u"].shape
     blocks = batch_blocks(B, N, block_floats)
     if len(blocks) == 1:  # the whole batch in one call, nothing copied
-        new, r, cache = memory_step_forward(parts, mem)
+        new, r, cache = memory_step_forward(parts, mem, dealloc)
         return new, r, [Block(blocks[0], cache)]
     new = {k: np.empty_like(mem[k]) for k in MEMORY_STATE}
     r = np.empty_like(mem["M"], shape=(B, mem["wr"].shape[1], mem["M"].shape[2]))
     cache = []
     for rows in blocks:
         new_rows, r[rows], c = memory_step_forward({k: v[rows] for k, v in parts.items()},
-                                                   {k: mem[k][rows] for k in MEMORY_STATE})
+                                                   {k: mem[k][rows] for k in MEMORY_STATE}, dealloc)
         for k in MEMORY_STATE:
             new[k][rows] = new_rows[k]
         # the block's cache reads L_t from the batch's array, not from a copy of its own (at N 256
@@ -657,6 +766,15 @@ def add_arguments(parser):
                              "them, (d + eps)^s / sum (d + eps)^s with a sharpness s >= 1 from the interface "
                              "(Csordas & Schmidhuber 2019), so that following the links loses no read mass "
                              "(docs/dnc.md §4.1)")
+    parser.add_argument("--mask", action="store_true",
+                        help=f"masked content lookup: each key (the write key and every read key) gets a mask "
+                             f"m of W more interface entries, {MASK_MIN:g} + {1 - MASK_MIN:g} sigmoid, and the "
+                             f"cosine compares k * m with M_n * m, so that a lookup can ignore parts of the "
+                             f"words (Csordas & Schmidhuber 2019; docs/dnc.md §4.2)")
+    parser.add_argument("--dealloc", action="store_true",
+                        help="de-allocation: what the free gates release (the retention psi) is erased from "
+                             "memory too, M_t = M_{t-1} * psi * (1 - w e^T) + w v^T, so that a freed slot is "
+                             "found by no content lookup (Csordas & Schmidhuber 2019; docs/dnc.md §4.3)")
     parser.add_argument("--controller", choices=CONTROLLERS,
                         help="lstm, or feedforward: ReLU layers with no state of their own, so that only "
                              "the memory can carry a sequence (default lstm, or the checkpoint's)")
@@ -678,7 +796,8 @@ def config(args):
     cfg = {"hidden": args.hidden, "layers": args.layers, "controller": controller,
            "memory": args.memory[1] if ranged else args.memory,
            "width": args.width, "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad),
-           "sharpen": bool(args.sharpen), "dropout": args.dropout}
+           "sharpen": bool(args.sharpen), "mask": bool(args.mask), "dealloc": bool(args.dealloc),
+           "dropout": args.dropout}
     if ranged:
         cfg["memory_range"] = list(args.memory)
     if controller == "lstm":
@@ -699,8 +818,10 @@ def memory_floats(cfg, V, B, S):
     G = 4 * H if lstm_controller else H  # a layer's width: the LSTM's 4 gates, or the ReLUs
     per_layer = (V + R * W + H + 1) * G + (H * G if lstm_controller else 0)  # Wx, Wr, Wd, b; the LSTM's Wh
     sharpen = cfg.get("sharpen", False)  # checkpoints from before --sharpen have none
-    n_params = L * per_layer + L * H * (interface_size(R, W, sharpen) + V) + R * W * V
+    mask = cfg.get("mask", False)  # nor from before --mask
+    n_params = L * per_layer + L * H * (interface_size(R, W, sharpen, mask) + V) + R * W * V
     per_step = (L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + (18 if sharpen else 12) * R * N
+                + ((R + 1) * N * W if mask else 0)  # --mask: each key's masked memory, kept in the cache
                 + 3 * V)
     return 4 * n_params + S * B * per_step
 
@@ -731,9 +852,9 @@ def init_params(cfg, V, rng, dtype, V_out=None):
         p[f"b{l}"] = np.zeros(G)
         if lstm_controller:
             p[f"b{l}"][H:2 * H] = cfg.get("forget_bias", 1.0)
-    n_xi = interface_size(R, W, cfg.get("sharpen", False))  # + 2R sharpnesses with --sharpen (§4.1)
+    n_xi = interface_size(R, W, cfg.get("sharpen", False), cfg.get("mask", False))  # + 2R, + W(R + 1): §4.1, §4.2
     p["Wxi"] = uniform(L * H, (L * H, n_xi))
-    p["bxi"] = np.zeros(n_xi)  # a sharpness of oneplus(0) = 1.69 to start with
+    p["bxi"] = np.zeros(n_xi)  # a sharpness of oneplus(0) = 1.69, a mask of 0.1 + 0.9 / 2 = 0.55 to start with
     V_out = V_out or V  # V inputs (rows of Wx: the vocabulary, or C channels), V_out outputs
     p["Wy"] = uniform(L * H, (L * H, V_out))
     p["Wry"] = uniform(R * W, (R * W, V_out))
@@ -776,8 +897,9 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
     controller output, r (B, R, W)
     current reads, new state, cache. The output layer is left to the caller, so that a
     window's logits come from one matrix product. cfg: model_cfg's (its "block_floats" sizes
-    memory_forward's blocks, its "controller" the layers' kind, its "sharpen" the interface;
-    a cfg without "sharpen" is one from before --sharpen: off); rng: draws the dropout masks
+    memory_forward's blocks, its "controller" the layers' kind, its "sharpen" and "mask" the
+    interface, its "dealloc" the write; a cfg without one of them is one from before the
+    option: off); rng: draws the dropout masks
     between controller layers (None: no dropout)."""
     B, Lyr = x.shape[0], cfg["layers"]
     r_prev = state["r"].reshape(B, -1)  # (B, RW) previous reads: the controller's input
@@ -798,8 +920,10 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
         below = h
     hcat = hs[0] if Lyr == 1 else np.concatenate(hs, axis=1)  # (B, LH)
     xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
-    parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"], cfg.get("sharpen", False))
-    mem, r, c_memory = memory_forward(parts, {k: state[k] for k in MEMORY_STATE}, cfg["block_floats"])
+    parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"], cfg.get("sharpen", False),
+                                           cfg.get("mask", False))
+    mem, r, c_memory = memory_forward(parts, {k: state[k] for k in MEMORY_STATE}, cfg["block_floats"],
+                                      cfg.get("dealloc", False))
     new.update(mem)
     new["r"] = r
     return hcat, r, new, StepCache(state, controller, drops, c_interface, c_memory)
@@ -897,9 +1021,10 @@ def backward(dlogits, cache):
     return grads
 
 
-def step(params, x, state):
-    """One character per row through the same step function: x (B,) -> logits (B, V), state"""
-    hcat, r, state, _ = dnc_step_forward(params, x, state, model_cfg(params, state))
+def step(params, x, state, cfg=None):
+    """One character per row through the same step function: x (B,) -> logits (B, V), state
+    cfg: the run's (a checkpoint's), which says --mask and --dealloc (model_cfg)"""
+    hcat, r, state, _ = dnc_step_forward(params, x, state, model_cfg(params, state, cfg))
     return hcat @ params["Wy"] + r.reshape(r.shape[0], -1) @ params["Wry"] + params["by"], state
 
 
@@ -944,19 +1069,23 @@ def memory_pictures(params, inputs, cfg):
 
 def model_cfg(params, state, cfg=None, rng=None):
     """The sizes and the controller, read off the arrays (layers l > 0 have Wd{l}, only the
-    LSTM has the recurrent Wh{l}, and the interface of --sharpen is 2R wider), so forward
-    works for any params / state pair; and the options that no array shows from the run's
-    configuration cfg: --stop-usage-grad (off when cfg is None), --dropout (on only when an
-    rng draws the masks) and the size of memory_forward's blocks of batch rows (BLOCK_FLOATS
-    unless cfg sets "block_floats")."""
+    LSTM has the recurrent Wh{l}), so forward works for any params / state pair; the
+    refinements --mask and --dealloc from the run's configuration cfg (off when it has no
+    "mask" or "dealloc": a checkpoint from before them), and --sharpen from cfg too, or, in
+    a cfg without "sharpen" (before --sharpen; or cfg None), off the width of W_xi, 2R wider
+    with it; and the options that no array shows, also from cfg: --stop-usage-grad (off when
+    cfg is None), --dropout (on only when an rng draws the masks) and the size of
+    memory_forward's blocks of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
     B, R, N = state["wr"].shape
     W = state["M"].shape[2]
     cfg = cfg or {}
     layers = 1 + sum(k.startswith("Wd") for k in params)
+    mask = bool(cfg.get("mask", False))
+    sharpen = cfg["sharpen"] if "sharpen" in cfg else params["Wxi"].shape[1] == interface_size(R, W, True, mask)
     return {"controller": "lstm" if "Wh0" in params else "feedforward",
             "hidden": params["Wxi"].shape[0] // layers, "layers": layers,
             "memory": N, "width": W, "reads": R,
-            "sharpen": params["Wxi"].shape[1] == interface_size(R, W, sharpen=True),
+            "sharpen": bool(sharpen), "mask": mask, "dealloc": bool(cfg.get("dealloc", False)),
             "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
             "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0,
             "block_floats": cfg.get("block_floats", BLOCK_FLOATS)}

@@ -161,8 +161,9 @@ def backward(dlogits, cache):
     return grads
 
 
-def step(params, x, state):
-    """One character per row through the same cell: x (B,) int -> logits (B, V), state"""
+def step(params, x, state, cfg=None):
+    """One character per row through the same cell: x (B,) int -> logits (B, V), state
+    (cfg, the run's, is for the DNC's options; the cell needs none)"""
     new_state, h = {}, None
     for l in range(len(state)):
         zx = (params["Wx0"][x] if l == 0 else h @ params[f"Wx{l}"]) + params[f"b{l}"]

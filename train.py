@@ -48,7 +48,7 @@ VAL_EPISODES = 256  # fresh episodes, drawn once, that validate a task run at ev
 EVAL_ROWS = 128  # at most this many parallel streams validate a text
 LESSON_THRESHOLD = 0.9  # --curriculum: the share of a lesson's validation episodes solved that passes it
 LESSON_REVIEW = 0.2  # --curriculum: the share of a lesson's episodes drawn over all its lengths so far
-TASK_FLAGS = ("io", "bits", "length", "repeats")
+TASK_FLAGS = ("io", "bits", "length", "repeats", "item_length")
 CORPUS_NAMES = ("alice29", "tinyshakespeare", "ptb", "text8", "enwik8")
 
 
@@ -985,8 +985,13 @@ def make_parser(model, description, defaults):
                    help=f"bits of each vector (copy 6, repeat-copy 4, recall 6; at most {tasks.MAX_BITS['bits']}, "
                         f"{tasks.MAX_BITS['tokens']} with --io tokens)")
     t.add_argument("--length", type=range_arg, metavar="MIN-MAX",
-                   help="episode lengths: copy / repeat-copy sequence length, recall items, add bits")
+                   help="episode lengths: copy / repeat-copy sequence length, recall items, add bits, "
+                        "series-copy the number of sequences in an episode (also what --eval-lengths and "
+                        "--curriculum vary)")
     t.add_argument("--repeats", type=range_arg, metavar="MIN-MAX", help="repeat-copy's repeat counts")
+    t.add_argument("--item-length", type=range_arg, metavar="N|MIN-MAX",
+                   help="recall: vectors per item, one number (default 3); series-copy: vectors per "
+                        "sequence, each sequence drawing its own from MIN-MAX (default 1-5)")
     t.add_argument("--curriculum", action="store_true",
                    help="grow the training lengths lesson by lesson, from the task's shortest to its longest "
                         "(--length), the lessons ending at doubling lengths: copy 1-10 has five, ending at 1, 2, "
@@ -1009,8 +1014,10 @@ def make_parser(model, description, defaults):
     return p
 
 
-def task_settings(args):
-    """The task options the user gave, as data/tasks.py settings."""
+def task_settings(args, name):
+    """The task options the user gave, as data/tasks.py settings of the task called name.
+    --item-length is one number for recall (its items all have that length) and a range
+    for series-copy (each sequence draws its own)."""
     s = {}
     if args.bits is not None:
         s["bits"] = args.bits
@@ -1018,12 +1025,21 @@ def task_settings(args):
         s["min_length"], s["max_length"] = args.length
     if args.repeats is not None:
         s["min_repeats"], s["max_repeats"] = args.repeats
+    if args.item_length is not None:
+        lo, hi = args.item_length
+        if name == "recall":
+            if lo != hi:
+                raise UserError(f"--item-length {tasks.span(lo, hi)}: recall's items all have one length; "
+                                f"give one number")
+            s["item_length"] = lo
+        else:
+            s["min_item_length"], s["max_item_length"] = lo, hi
     return s
 
 
 def check_options(args):
     """Contradictory or incomplete combinations: one line each."""
-    given_task_flags = [f"--{f}" for f in TASK_FLAGS if getattr(args, f) is not None]
+    given_task_flags = [f"--{f.replace('_', '-')}" for f in TASK_FLAGS if getattr(args, f) is not None]
     if args.save and args.no_save:
         raise UserError("give either --save PATH or --no-save, not both")
     if args.task and args.text:
@@ -1093,8 +1109,9 @@ def run(model, args, defaults):
         if args.controller != had:
             raise UserError(f"{args.load} was trained with --controller {had}; drop --controller {args.controller} "
                             f"or start a new run")
-    if ck is not None and getattr(args, "sharpen", False) and not ck["info"]["cfg"].get("sharpen", False):
-        raise UserError(f"{args.load} was trained without --sharpen; drop it or start a new run")
+    for option in ("sharpen", "mask", "dealloc"):  # the DNC's refinements: a checkpoint's model keeps its own
+        if ck is not None and getattr(args, option, False) and not ck["info"]["cfg"].get(option, False):
+            raise UserError(f"{args.load} was trained without --{option}; drop it or start a new run")
     task = None
     if ck is not None and ck["info"].get("task"):
         saved = ck["info"]["task"]
@@ -1103,7 +1120,7 @@ def run(model, args, defaults):
         io = saved.get("io", "tokens")  # checkpoints from before --io were all tokens
         if args.io not in (None, io):
             raise UserError(f"{args.load} was trained with --io {io}; drop --io {args.io} or start a new run")
-        clash = {k: v for k, v in task_settings(args).items() if saved["settings"].get(k) != v}
+        clash = {k: v for k, v in task_settings(args, saved["name"]).items() if saved["settings"].get(k) != v}
         if clash and not args.eval_lengths:
             raise UserError(f"{args.load} was trained with {saved['name']} settings {saved['settings']}; "
                             f"drop the task options that differ ({', '.join(sorted({tasks.OPTION[k] for k in clash}))})")
@@ -1115,7 +1132,7 @@ def run(model, args, defaults):
             what = f"--task {args.task}" if args.task else "--eval-lengths, --show and --plot"
             raise UserError(f"{args.load} was trained on a text; {what} need a model trained on a task")
     elif args.task:
-        task = make_task(args.task, task_settings(args), args.io or "bits")
+        task = make_task(args.task, task_settings(args, args.task), args.io or "bits")
     if task is None and (args.curriculum or args.lesson_threshold is not None):
         raise UserError("--curriculum grows the episode lengths of a memory task (add --task copy); a text has none")
     if task is None and isinstance(getattr(args, "memory", None), tuple):  # the DNC's --memory MIN-MAX

@@ -4,6 +4,7 @@
     repeat-copy  x1..xL, "repeat k times"; answer x1..xL k times, then an end mark (deepmind/dnc)
     recall       items, then one of them; answer the item that followed it (NTM, associative recall)
     add          two binary numbers, least significant bit first; answer their sum  (iamtrask)
+    series-copy  K copy episodes back to back, each answered right after its delimiter (DNC, Extended Data Fig. 1)
 
 Every generator builds an episode as one integer a step: a b-bit vector is the integer
 0..2^b-1 whose binary digits are its bits (column j of the vector is bit j, column 0 the
@@ -48,7 +49,8 @@ MAX_BITS = {"bits": 62, "tokens": 10}
 
 # the option a user types for each setting, so that messages speak the user's language
 OPTION = {"bits": "--bits", "min_length": "--length", "max_length": "--length",
-          "min_repeats": "--repeats", "max_repeats": "--repeats", "item_length": "--item-length"}
+          "min_repeats": "--repeats", "max_repeats": "--repeats", "item_length": "--item-length",
+          "min_item_length": "--item-length", "max_item_length": "--item-length"}
 
 
 class TaskError(ValueError):
@@ -111,7 +113,7 @@ class Task:
         if unknown:
             takes = sorted({OPTION.get(k, k) for k in self.DEFAULTS})
             raise TaskError(f"task {self.name} does not take "
-                            f"{', '.join(OPTION.get(k, k) for k in unknown)} "
+                            f"{', '.join(dict.fromkeys(OPTION.get(k, k) for k in unknown))} "
                             f"(its options: {', '.join(takes)})")
         self.settings = {k: as_int(k, settings.get(k, v)) for k, v in self.DEFAULTS.items()}
         for k, v in self.settings.items():
@@ -433,7 +435,55 @@ class Add(Task):
                 f"least significant bit first")
 
 
-TASKS = {"copy": Copy, "repeat-copy": RepeatCopy, "recall": Recall, "add": Add}
+class SeriesCopy(Task):
+    """K sequences back to back, each as a copy episode: x1..xl, DELIM, then l blanks while
+    the answer is x1..xl; sequence k + 1 starts right after the answer of sequence k. Each
+    sequence draws its own l from --item-length. T = sum_k (2 l_k + 1). Here the length is
+    the number of sequences K. The DNC paper's setting (Extended Data Fig. 1) is 10 sequences
+    of 1-5 vectors with 10 memory slots: fewer than the vectors of an episode, so that the
+    model has to free what it has read and write there again."""
+    name = "series-copy"
+    DEFAULTS = {"bits": 6, "min_length": 10, "max_length": 10, "min_item_length": 1, "max_item_length": 5}
+    model_defaults = {"memory": 10}
+
+    def _check(self):
+        self._check_bits()
+        check_range("--length", self.min_length, self.max_length, why=" sequences")
+        check_range("--item-length", self.min_item_length, self.max_item_length, why=" vectors per sequence")
+
+    def _layout(self):
+        self.markers = ["delim"]
+
+    def _build(self, rng, K):
+        """K (B,) sequences per episode -> inputs, targets, mask (T, B)."""
+        B, n, most = K.size, K.max(), self.max_item_length
+        lengths = rng.integers(self.min_item_length, most + 1, size=(B, n))  # (B, n) l of each sequence
+        lengths = np.where(np.arange(n) < K[:, None], lengths, 0)  # sequences past K[b] have none
+        x = rng.integers(0, 2 ** self.bits, size=(B, n, most))  # the vectors, l of each sequence's used
+        ends = np.cumsum(2 * lengths + 1, axis=1)  # (B, n) where each sequence's block ends
+        ends = np.where(lengths > 0, ends, ends[np.arange(B), K - 1][:, None])  # past K[b]: the episode's end
+        starts = ends - np.where(lengths > 0, 2 * lengths + 1, 0)  # (B, n)
+        T = ends[:, -1].max()
+        t = np.arange(T)[:, None]  # (T, 1)
+        k = np.minimum((t[:, :, None] >= ends[None]).sum(-1), n - 1)  # (T, B) the block a step is in
+        rows = np.arange(B)[None, :]
+        l, o = lengths[rows, k], t - starts[rows, k]  # (T, B) its sequence's length, the step within it
+        inside = t < ends[:, -1]  # (T, B) not padding
+        src = np.clip(np.where(o < l, o, o - l - 1), 0, most - 1)  # which vector a step reads or answers
+        xt = x[rows, k, src]  # (T, B)
+        inputs = np.where(inside & (o < l), xt, np.where(inside & (o == l), self.marker["delim"], self.blank))
+        mask = inside & (o > l)
+        return inputs, xt, mask
+
+    def slots_needed(self, length):
+        return self.max_item_length  # a sequence at a time, if the model frees what it has copied
+
+    def describe(self):
+        return (f"series-copy: {self.bits}-bit vectors, {span(self.min_length, self.max_length)} sequences "
+                f"(--length) of {span(self.min_item_length, self.max_item_length)} vectors each (--item-length)")
+
+
+TASKS = {"copy": Copy, "repeat-copy": RepeatCopy, "recall": Recall, "add": Add, "series-copy": SeriesCopy}
 
 
 def make_task(name, io="bits", **settings):

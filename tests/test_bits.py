@@ -22,8 +22,10 @@ PARAMS = {"rnn": (5, 8), "lstm": (5, 8), "dnc": (9, 14), "dnc-feedforward": (8, 
 SMALL = {"copy": {"bits": 3, "min_length": 1, "max_length": 3},
          "repeat-copy": {"bits": 2, "min_length": 1, "max_length": 2, "min_repeats": 1, "max_repeats": 3},
          "recall": {"bits": 2, "min_length": 2, "max_length": 3, "item_length": 1},
-         "add": {"min_length": 3, "max_length": 5}}
-WIDTHS = {"copy": (6 + 1, 6), "repeat-copy": (4 + 2, 4 + 1), "recall": (6 + 2, 6), "add": (2, 1)}  # (C, K)
+         "add": {"min_length": 3, "max_length": 5},
+         "series-copy": {"bits": 2, "min_length": 1, "max_length": 2, "min_item_length": 1, "max_item_length": 2}}
+WIDTHS = {"copy": (6 + 1, 6), "repeat-copy": (4 + 2, 4 + 1), "recall": (6 + 2, 6), "add": (2, 1),
+          "series-copy": (6 + 1, 6)}  # (C, K)
 
 
 def both_forms(name, seed=0, B=50, **settings):

@@ -980,7 +980,10 @@ def test_dnc_debug_passes():
     (also with --stop-usage-grad), a controller layer of each kind, the bit form's input
     product and loss, the allocation's doubling against its loop, the model with each
     controller at 1 and 2 layers with dropout, without and with --sharpen, on text and on
-    bit-form episodes, two of them with --stop-usage-grad too, invariants, direction, no NaN."""
+    bit-form episodes, two of them with --stop-usage-grad too; the ops of --mask and --dealloc,
+    the interface with the masks, the step with each, and with all three refinements and
+    --stop-usage-grad, and two models more with both (one with --sharpen too, and that one
+    with --stop-usage-grad); invariants, direction, no NaN."""
     r = run_dnc(script="dnc-debug.py")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
@@ -991,26 +994,40 @@ def test_dnc_debug_passes():
     for check in ("sharpened weighting (--sharpen)", "interface vector, --sharpen", "one whole memory step, --sharpen",
                   "one whole memory step, --sharpen --stop-usage-grad (w^w_{t-1} a constant of usage)"):
         assert f"-- {check} --" in out
+    for check in ("masked content weighting (--mask)", "erase, de-allocate and write (--dealloc)",
+                  "interface vector, --mask", "one whole memory step, --mask", "one whole memory step, --dealloc",
+                  "one whole memory step, --dealloc, a batch row at a time",
+                  "one whole memory step, --mask --dealloc --sharpen --stop-usage-grad"):
+        assert f"-- {check} --" in out
     assert "-- controller layer, LSTM cell --" in out and "-- controller layer, feedforward ReLU --" in out
     assert "-- input product of bit channels, x W_x --" in out and "-- bit-wise sigmoid cross-entropy, masked --" in out
-    for title in ("the bit-wise loss --", "the bit-wise loss, --sharpen --"):
-        assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}") == 4
+    for title, n in (("the bit-wise loss --", 4), ("the bit-wise loss, --sharpen --", 4),
+                     ("the bit-wise loss, --mask --dealloc --", 1),
+                     ("the bit-wise loss, --sharpen --mask --dealloc --", 1)):
+        assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}\n") == n
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
     models = re.findall(r"^-- \{'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'stop_usage_grad': (\w+), "
-                        r"'sharpen': (\w+), 'dropout': 0.25,", out, re.M)
+                        r"'sharpen': (\w+), 'mask': (\w+), 'dealloc': (\w+), 'dropout': 0.25,", out, re.M)
     plain = [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
-    assert models == ([(*m, "False", "False") for m in plain] + [(*m, "False", "True") for m in plain]
-                      + [("1", "lstm", "True", "True"), ("2", "feedforward", "True", "True")])
+    assert models == ([(*m, "False", "False", "False", "False") for m in plain]
+                      + [(*m, "False", "True", "False", "False") for m in plain]
+                      + [("1", "lstm", "False", "False", "True", "True"),
+                         ("2", "feedforward", "False", "True", "True", "True")]
+                      + [("1", "lstm", "True", "True", "False", "False"),
+                         ("2", "feedforward", "True", "True", "False", "False"),
+                         ("2", "feedforward", "True", "True", "True", "True")])
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
-    # 14 memory ops and 4 of --sharpen, 2 controller layers, 2 of the bit form; 8 models on
-    # text (4 without --sharpen, 4 with) and the 8 on bits; 2 with --sharpen --stop-usage-grad
-    assert len(errors) == 40 and max(errors) < TOL
+    # 14 memory ops, 4 of --sharpen and 7 of --mask / --dealloc, 2 controller layers, 2 of the bit
+    # form; 10 models on text (4 plain, 4 with --sharpen, 2 with --mask --dealloc) and the 10 on
+    # bits; 3 with --stop-usage-grad
+    assert len(errors) == 52 and max(errors) < TOL
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
-    # the inputs of the 18 ops (68 + 3) and of the 4 of --sharpen (2 + 2 + 18 + 17); the parameters
-    # of the 4 models (9 + 14 + 8 + 12), four times (text and bits, without and with --sharpen),
-    # and of the first and last once more (9 + 12, --sharpen --stop-usage-grad)
-    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 4 * 43 + 21, out[-500:]
+    # the inputs of the 18 ops (68 + 3), of the 4 of --sharpen (2 + 2 + 18 + 17) and of the 7 of
+    # --mask / --dealloc (4 + 5 + 2 + 18 + 16 + 16 + 19); the parameters of the 4 models
+    # (9 + 14 + 8 + 12), four times (text and bits, without and with --sharpen), of the two with
+    # --mask --dealloc twice (9 + 12), and of three once more with --stop-usage-grad (9 + 12 + 12)
+    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 80 + 4 * 43 + 2 * 21 + 33, out[-500:]
     assert "sharpened weightings |sum - 1|" in out and "--sharpen: zero memory rows" in out
 
 

@@ -219,7 +219,7 @@ def message(name, **settings):
 
 
 def test_errors():
-    assert message("x") == "unknown task 'x'; known: copy, repeat-copy, recall, add"
+    assert message("x") == "unknown task 'x'; known: copy, repeat-copy, recall, add, series-copy"
     assert message("copy", bits=0) == "--bits must be 1 to 62, got 0"
     assert message("copy", io="tokens", bits=0) == ("--bits must be 1 to 10 with --io tokens (a softmax "
                                                     "over 2^bits tokens; --io bits takes up to 62), got 0")
