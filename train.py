@@ -787,6 +787,10 @@ def check_fits(model, cfg, V, B, S, dtype):
 
 
 def gradcheck_mode(model, args, task):
+    if getattr(args, "stop_usage_grad", False):  # the DNC's: its gradient is not the forward's on purpose
+        raise UserError("--gradcheck compares the gradient with the forward's differences, and --stop-usage-grad "
+                        "cuts part of it on purpose; dnc-debug.py checks the cut model (its memory steps "
+                        "with --stop-usage-grad): drop one of the two")
     cfg = dict(model.config(args), batch=3, seq=6)
     tol = 1e-6
     loss_name = {"bits": "bit-wise sigmoid cross-entropy", "tokens": "softmax cross-entropy"}

@@ -304,3 +304,9 @@ def test_cli_bad_controller_options_are_one_line():
     line = one_error_line(run_script("dnc", *COPY, "--controller", "feedforward", "--forget-bias", 0.5,
                                      "--iters", 1, "--no-save"))
     assert "--forget-bias" in line and "feedforward" in line
+
+
+def test_cli_gradcheck_with_stop_usage_grad_is_refused():
+    """The cut gradient is not the forward's: --gradcheck could only fail, so it says why in one line."""
+    p = run_script("dnc", "--gradcheck", "--stop-usage-grad", "--hidden", 5, "--memory", 5, "--width", 4, "--reads", 2)
+    assert p.returncode == 2 and len(stderr_lines(p)) == 1 and "--stop-usage-grad" in p.stderr, p.stderr
