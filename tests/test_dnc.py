@@ -980,7 +980,8 @@ def test_dnc_debug_passes():
     (also with --stop-usage-grad), a controller layer of each kind, the bit form's input
     product and loss, the allocation's doubling against its loop, the model with each
     controller at 1 and 2 layers with dropout, without and with --sharpen, on text and on
-    bit-form episodes, two of them with --stop-usage-grad too, invariants, direction, no NaN."""
+    bit-form episodes, two of them with --stop-usage-grad too; the ops of --sparse-links, the
+    step with them and two models with them; invariants, direction, no NaN."""
     r = run_dnc(script="dnc-debug.py")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
@@ -991,27 +992,35 @@ def test_dnc_debug_passes():
     for check in ("sharpened weighting (--sharpen)", "interface vector, --sharpen", "one whole memory step, --sharpen",
                   "one whole memory step, --sharpen --stop-usage-grad (w^w_{t-1} a constant of usage)"):
         assert f"-- {check} --" in out
+    for check in ("sparsified weighting (--sparse-links 3)", "sparse link matrix update (--sparse-links 3)",
+                  "sparse forward/backward weightings (--sparse-links 3)", "one whole memory step, --sparse-links 3"):
+        assert f"-- {check} --" in out
+    assert re.search(r"'controller': 'lstm'.*'sharpen': False.*'sparse_links': 3\}, on characters", out)
+    assert re.search(r"'controller': 'feedforward'.*'sharpen': True.*'sparse_links': 3\}, on repeat-copy", out)
     assert "-- controller layer, LSTM cell --" in out and "-- controller layer, feedforward ReLU --" in out
     assert "-- input product of bit channels, x W_x --" in out and "-- bit-wise sigmoid cross-entropy, masked --" in out
     for title in ("the bit-wise loss --", "the bit-wise loss, --sharpen --"):
         assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}") == 4
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
-    models = re.findall(r"^-- \{'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'stop_usage_grad': (\w+), "
+    models = re.findall(r"^-- \{(?!.*sparse_links)'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'stop_usage_grad': (\w+), "
                         r"'sharpen': (\w+), 'dropout': 0.25,", out, re.M)
     plain = [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
     assert models == ([(*m, "False", "False") for m in plain] + [(*m, "False", "True") for m in plain]
                       + [("1", "lstm", "True", "True"), ("2", "feedforward", "True", "True")])
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
-    # 14 memory ops and 4 of --sharpen, 2 controller layers, 2 of the bit form; 8 models on
-    # text (4 without --sharpen, 4 with) and the 8 on bits; 2 with --sharpen --stop-usage-grad
-    assert len(errors) == 40 and max(errors) < TOL
+    # 14 memory ops, 4 of --sharpen and 4 of --sparse-links, 2 controller layers, 2 of the bit
+    # form; 8 models on text (4 without --sharpen, 4 with) and the 8 on bits; 2 with --sharpen
+    # --stop-usage-grad; 2 with --sparse-links
+    assert len(errors) == 46 and max(errors) < TOL
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
     # the inputs of the 18 ops (68 + 3) and of the 4 of --sharpen (2 + 2 + 18 + 17); the parameters
     # of the 4 models (9 + 14 + 8 + 12), four times (text and bits, without and with --sharpen),
-    # and of the first and last once more (9 + 12, --sharpen --stop-usage-grad)
-    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 4 * 43 + 21, out[-500:]
+    # and of the first and last once more (9 + 12, --sharpen --stop-usage-grad); the inputs of
+    # the 4 of --sparse-links (1 + 3 + 2 + 16) and the parameters of its 2 models (9 + 12)
+    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 4 * 43 + 21 + 22 + 21, out[-500:]
     assert "sharpened weightings |sum - 1|" in out and "--sharpen: zero memory rows" in out
+    assert "links per row or column - K" in out and "--sparse-links 3: zero memory rows" in out
 
 
 def test_dnc_debug_with_blocks_of_one_row(capfd):
