@@ -617,7 +617,7 @@ def start(model, args, ck, task, script):
         opt = common.OPTIMIZERS[args.optim](params, args.lr)
         opt.load_state({k: {n: a.astype(dtype) for n, a in v.items()} if k in opt.SLOTS else v
                         for k, v in ck["opt"].items()})  # its slots keyed like params, and its counts
-        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
+        state = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in ck["state"].items()}  # not L_idx
         if task is None:
             source.batches.cursors[:] = ck["cursors"]
         print(f"resumed {args.load} at iter {info['iter']}"
@@ -1060,6 +1060,11 @@ def run(model, args, defaults):
                             f"or start a new run")
     if ck is not None and getattr(args, "sharpen", False) and not ck["info"]["cfg"].get("sharpen", False):
         raise UserError(f"{args.load} was trained without --sharpen; drop it or start a new run")
+    if ck is not None and getattr(args, "sparse_links", None) is not None:  # the DNC's --sparse-links K
+        had = ck["info"]["cfg"].get("sparse_links", 0)  # checkpoints from before --sparse-links were all dense
+        if args.sparse_links != had:
+            raise UserError(f"{args.load} was trained with {f'--sparse-links {had}' if had else 'dense links'}; "
+                            f"drop --sparse-links {args.sparse_links} or start a new run")
     task = None
     if ck is not None and ck["info"].get("task"):
         saved = ck["info"]["task"]
