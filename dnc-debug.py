@@ -10,7 +10,10 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
 1. each memory op alone: its inputs random, an upstream adjoint G random, loss = sum(out * G);
    the whole memory step, also a batch row at a time (memory_forward's blocks); the
    sharpening of --sharpen alone, the interface with its sharpnesses, and the whole memory
-   step with it, also with --stop-usage-grad; one step of a controller layer alone, the
+   step with it, also with --stop-usage-grad; the ops of --sparse-links K (K = N/2 < N) alone,
+   the sparsified weighting, the update on slots and the directional weightings, and the
+   whole memory step with them (skipping perturbations that change the kept entries); one
+   step of a controller layer alone, the
    LSTM cell and the feedforward ReLU; a memory task's bit form alone, the input product
    x W_x of bit channels and the bit-wise sigmoid cross-entropy; and the allocation's
    backward by recursive doubling against its plain reverse loop;
@@ -20,11 +23,15 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
    the softmax cross-entropy, and on repeat-copy episodes in the bit form (bit and flag
    channels in through a product, the bit-wise sigmoid cross-entropy out); and with
    --sharpen and --stop-usage-grad, the first and the last of those configurations on
-   characters, against a forward whose usage takes w^w_{t-1} as a constant (§8);
-3. invariants on a run, without and with --sharpen: weightings sum to at most 1 (the
-   sharpened ones to exactly 1), links in [0, 1] with a zero diagonal;
+   characters, against a forward whose usage takes w^w_{t-1} as a constant (§8); and with
+   --sparse-links N/2 (§4.4), the first configuration on characters and the last on bits,
+   the write and allocation gates opened so that links pass the threshold 1/K;
+3. invariants on a run, without and with --sharpen and with --sparse-links: weightings sum
+   to at most 1 (the sharpened ones to exactly 1), links in [0, 1] with a zero diagonal (the
+   sparse ones at most K in a row or column, rows and columns summing to at most 1);
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
-5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere.
+5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere,
+   also with --sparse-links.
 The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
 the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
 """
