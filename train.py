@@ -75,6 +75,7 @@ def train(model, cfg, params, opt, state, source, rng, run):
             loss, dlogits = source.loss(logits, targets, mask)  # the source's: softmax or bit-wise, below
             run.check_finite(loss)
             grads = model.backward(dlogits, cache)  # backpropagation through the window's S steps
+            del cache  # the window's cache goes now, not after a report's validation: half the peak memory
 
             common.clip_global_norm(grads, args.clip)  # once, after the whole backward
             opt.lr = run.learning_rate()  # --lr through --warmup, --lr-schedule and --lr-decay
