@@ -468,7 +468,9 @@ def read_backward(dr, cache):
 # ----------------------------------------------------------------------------------
 # The sparse link matrix (§4.4, --sparse-links K): the links kept as K slots per row, a
 # column index and a value in each, idx (B, N, K) int and val (B, N, K), 0 in unused
-# slots; a row's K column indices are distinct. With K < N, every step costs O(B K N),
+# slots; a row's K column indices are distinct (a row that common.reset_rows zeroed has
+# them all 0, with values 0: as good, nothing is written twice that is not 0), so that a
+# scatter into a row's columns never has to add. With K < N, every step costs O(B K N),
 # not O(B N^2); with K >= N (the state then has N slots) nothing is dropped and the ops
 # equal the dense ones.
 
