@@ -209,6 +209,27 @@ def test_k_at_least_n_is_the_dense_model(K, sharpen):
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-13 * np.abs(g0[k]).max(), err_msg=k)
 
 
+@pytest.mark.parametrize("K", [3, 6])
+def test_a_row_zeroed_by_reset_rows_runs_as_the_zero_state(K):
+    """common.reset_rows zeroes L_idx too (every index 0, every value 0): the same forward
+    and gradients as init_state's distinct indices 0 .. K-1."""
+    cfg = cfg_of(K)
+    params, rng = random_dnc_params(dnc, cfg, V)
+    open_gates(cfg)(params)
+    ids = rng.integers(0, V, (10, 2))
+    fresh = dnc.init_state(cfg, params, 2)
+    reset = common.copy_state(fresh)
+    common.reset_rows(reset, np.array([True, True]))
+    assert (reset["L_idx"] == 0).all()
+    out = []
+    for state in (fresh, reset):
+        logits, _, cache = dnc.forward(params, ids[:-1], state, cfg)
+        out.append((logits, dnc.backward(common.cross_entropy(logits, ids[1:])[1], cache)))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for k in out[0][1]:
+        np.testing.assert_array_equal(out[0][1][k], out[1][1][k], err_msg=k)
+
+
 # ----------------------------------------------------------------------------------
 # 3. The paper's invariants, and no NaN
 
