@@ -13,9 +13,10 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
    step with it, also with --stop-usage-grad; the ops of --sparse-links K (K = N/2 < N) alone,
    the sparsified weighting, the update on slots and the directional weightings, and the
    whole memory step with them (skipping perturbations that change the kept entries); one
-   step of a controller layer alone, the LSTM cell and the feedforward ReLU; a memory task's bit form alone, the input product
-   x W_x of bit channels and the bit-wise sigmoid cross-entropy; and the allocation's
-   backward by recursive doubling against its plain reverse loop;
+   step of a controller layer alone, the LSTM cell and the feedforward ReLU; a memory
+   task's bit form alone, the input product x W_x of bit channels and the bit-wise sigmoid
+   cross-entropy; and the allocation's backward by recursive doubling against its plain
+   reverse loop;
 2. the whole model (controller, memory, output, loss) over --seq steps, every parameter,
    with each controller (--controller: one of them), 1 and 2 layers (--layers: that many),
    with dropout (--dropout), each without and with --sharpen: on random characters with

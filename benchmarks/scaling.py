@@ -106,7 +106,10 @@ def table(args, results):
         cells = []
         for kind in KINDS:
             r = results[kind, N]
-            cells += [f"{r['ms']:,.{0 if r['ms'] >= 100 else 1}f}", f"{r['peak_mib']:,.0f}"] if "ms" in r else [r["note"], ""]
+            if "ms" in r:
+                cells += [f"{r['ms']:,.{0 if r['ms'] >= 100 else 1}f}", f"{r['peak_mib']:,.0f}"]
+            else:
+                cells += [r["note"], ""]
         lines.append(f"| {N} | " + " | ".join(cells) + " |")
 
     def ratio(a, b, target, more):

@@ -1003,7 +1003,8 @@ def test_dnc_debug_passes():
         assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}") == 4
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
-    models = re.findall(r"^-- \{(?!.*sparse_links)'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'stop_usage_grad': (\w+), "
+    models = re.findall(r"^-- \{(?!.*sparse_links)'hidden': 6, 'layers': (\d), 'controller': '(\w+)', "
+                        r".*'stop_usage_grad': (\w+), "
                         r"'sharpen': (\w+), 'dropout': 0.25,", out, re.M)
     plain = [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
     assert models == ([(*m, "False", "False") for m in plain] + [(*m, "False", "True") for m in plain]
