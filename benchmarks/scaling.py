@@ -11,7 +11,8 @@ torch's), and reports:
               forward and backward of one window (--batch rows of --seq characters), the
               global-norm clip and the Adagrad update, i.e. compare.py's iteration
     peak MiB  the subprocess's peak resident memory (resource.getrusage ru_maxrss), the
-              interpreter and numpy (about 40 MiB) or torch (a few hundred) included
+              interpreter, numpy and, where installed, torch (compare.py imports it: about
+              240 MiB in all on every side then, 45 without torch) included
 The model is compare.py's DNC (LSTM controller of 128, W 16, R 4, float32) on its text.
 A cell whose estimated memory exceeds --budget-gib is not run but marked as not fitting:
 ours by dnc-numpy.py's memory_floats (what check_fits refuses sizes by; the dense links of
