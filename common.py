@@ -507,7 +507,7 @@ def gradcheck_verdict(worst, count, tol, out=None):
 
 
 def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6, out=None,
-                          episodes=None, V_out=None, loss=cross_entropy):
+                          episodes=None, V_out=None, loss=cross_entropy, prepare=None):
     """Float64 gradient check of every parameter of a model. -> worst relative error,
     number of parameters.
 
@@ -518,11 +518,14 @@ def check_model_gradients(model, cfg, V=7, B=3, S=6, checks=10, seed=0, tol=1e-6
     float channels (V of them) the model reads through a product and whose V_out output
     channels differ from V. With cfg["dropout"] > 0 every forward draws its masks from a
     generator made afresh from one seed: the same masks each time, so the loss is a
-    smooth function to difference."""
+    smooth function to difference. prepare(params), if given, then moves the random params
+    where a path must be exercised (the DNC's gates opened for its sparse links' threshold)."""
     rng = np.random.default_rng(seed)
     params = model.init_params(cfg, V, rng, np.float64, V_out)
     for v in params.values():  # move off the tidy initial values (zero biases etc.)
         v += 0.1 * rng.standard_normal(v.shape)
+    if prepare is not None:
+        prepare(params)
     if episodes is None:
         ids = rng.integers(0, V, size=(2 * S + 1, B))
         state = model.init_state(cfg, params, B)

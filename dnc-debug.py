@@ -13,10 +13,13 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
    step with it, also with --stop-usage-grad; the masked lookup of --mask and the
    de-allocating write of --dealloc alone (its retention input psi too), the interface
    with the masks, the whole step with each (--dealloc also a batch row at a time) and
-   with all three refinements and --stop-usage-grad; one step of a controller layer alone, the
-   LSTM cell and the feedforward ReLU; a memory task's bit form alone, the input product
-   x W_x of bit channels and the bit-wise sigmoid cross-entropy; and the allocation's
-   backward by recursive doubling against its plain reverse loop;
+   with all three refinements and --stop-usage-grad; the ops of --sparse-links K (K = N/2 < N)
+   alone, the sparsified weighting, the update on slots and the directional weightings, and
+   the whole memory step with them (skipping perturbations that change the kept entries);
+   one step of a controller layer alone, the LSTM cell and the feedforward ReLU; a memory
+   task's bit form alone, the input product x W_x of bit channels and the bit-wise sigmoid
+   cross-entropy; and the allocation's backward by recursive doubling against its plain
+   reverse loop;
 2. the whole model (controller, memory, output, loss) over --seq steps, every parameter,
    with each controller (--controller: one of them), 1 and 2 layers (--layers: that many),
    with dropout (--dropout), each without and with --sharpen: on random characters with
@@ -26,10 +29,16 @@ direction of the temporal links and a NaN hunt. Exits 1 on any failure.
    characters, against a forward whose usage takes w^w_{t-1} as a constant (§8); then two
    configurations with --mask --dealloc (§4.2, §4.3), the first controller and layer count,
    and the last with --sharpen too, on text and bits, the last also with --stop-usage-grad;
-3. invariants on a run, plain, with --sharpen, and with all three: weightings sum to at most 1 (the
-   sharpened ones to exactly 1), links in [0, 1] with a zero diagonal;
+   and with --sparse-links N/2 (§4.4), the first configuration on characters and the last
+   (with all three refinements) on bits, the write and allocation gates opened so that
+   links pass the threshold 1/K;
+3. invariants on a run, plain, with --sharpen, with all three refinements and with
+   --sparse-links: weightings sum to at most 1 (the sharpened ones to exactly 1), links in
+   [0, 1] with a zero diagonal (the sparse ones at most K in a row or column, rows and
+   columns summing to at most 1);
 4. direction: after writing slots 0, 1, 2 in turn, forward from 0 is 1, backward from 1 is 0;
-5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere.
+5. an all-zero memory row and very large strengths (and sharpnesses): no NaN or inf anywhere,
+   also with --sparse-links.
 The relative error of an entry is |num - ana| / max(|num|, |ana|, floor), the floor being
 the largest analytic magnitude of that tensor (common.gradcheck); the bar is 1e-6.
 """
@@ -199,6 +208,75 @@ def memory_ops(B, N, W, R, rng):
     return ops
 
 
+def sparse_link_ops(B, N, W, R, rng):
+    """The ops of --sparse-links (§4.4) alone and one whole memory step with them, as
+    memory_ops lists its ops, with K = N // 2 (< N: the selections and the 1/K threshold
+    at work), and a fifth item: choices(cache) -> array of the discrete choices (the kept
+    sets, the live entries, the free list), or None. A perturbation that changes them is
+    skipped, as the whole-model check skips a change of the sort order."""
+    K = max(1, N // 2)
+    b = np.arange(B)[:, None]
+
+    def sharp_weighting(total):  # a few large entries: some w^_i p^_j above 1/K, most below
+        w = rng.random((B, N)) ** 4 + 0.01
+        return total * w / w.sum(-1, keepdims=True)
+
+    rows = np.argsort(rng.random((B, N)), -1)[:, :K]  # (B, K) supp(w^): distinct rows
+    w_hat = np.zeros((B, N))
+    w_hat[b, rows] = 0.9 * rng.dirichlet(np.ones(K) * 0.5, B)
+    p_hat = np.zeros((B, N))
+    p_hat[b, np.argsort(rng.random((B, N)), -1)[:, :K]] = 0.95 * rng.dirichlet(np.ones(K) * 0.5, B)
+    idx_prev = np.argsort(rng.random((B, N, N)), -1)[:, :, :K]  # distinct columns in each row
+    val_prev = rng.uniform(0.05, 0.6, (B, N, K)) * (idx_prev != np.arange(N)[:, None])
+    idx = np.argsort(rng.random((B, N, N)), -1)[:, :, :K]
+
+    # one whole memory step from the state of a few earlier steps with the gates open, so
+    # that the writes are sharp and links pass the threshold
+    parts, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W))), R, W)
+    parts["alloc_gate"], parts["write_gate"] = np.full((B, 1), 0.9), np.full((B, 1), 0.95)
+    cfg = {"hidden": 1, "layers": 0, "memory": N, "width": W, "reads": R, "sparse_links": K}  # no controller
+    mem = {k: v for k, v in dnc.init_state(cfg, {"Wy": np.zeros(1)}, B).items() if k != "r"}  # float64
+    for _ in range(4):
+        p, _ = dnc.interface_forward(rng.standard_normal((B, dnc.interface_size(R, W))), R, W)
+        p["alloc_gate"], p["write_gate"] = np.full((B, 1), 0.95), np.full((B, 1), 0.95)
+        mem, _, _ = dnc.memory_step_forward(p, mem)
+    floats = tuple(k for k in dnc.SPARSE_MEMORY_STATE if k != "L_idx")  # the indices are no input
+
+    def step_forward(I):
+        prev = {k: I.get("prev_" + k, mem[k]) for k in dnc.SPARSE_MEMORY_STATE}
+        new, r, cache = dnc.memory_step_forward({k: I[k] for k in parts}, prev)
+        return tuple(new[k] for k in floats) + (r,), cache
+
+    def step_backward(douts, cache):
+        dparts, dprev = dnc.memory_step_backward(douts[-1], dict(zip(floats, douts[:-1])), cache)
+        return {**dparts, **{"prev_" + k: v for k, v in dprev.items()}}
+
+    def step_choices(cache):
+        return np.concatenate([cache.allocation.phi, dnc.sparse_selections(cache.link)], -1)
+
+    def names(*keys):
+        return lambda douts, grads: dict(zip(keys, grads))
+
+    return [
+        (f"sparsified weighting (--sparse-links {K})", {"w": sharp_weighting(0.9)},
+         lambda I: dnc.sparsify_forward(I["w"], K),
+         lambda d, c: {"w": dnc.sparsify_backward(d[0], c)},
+         lambda c: np.sort(c.keep, -1)),
+        (f"sparse link matrix update (--sparse-links {K})", {"val_prev": val_prev, "ww": w_hat, "p_prev": p_hat},
+         lambda I: (lambda i, v, c: ((v,), c))(*dnc.sparse_link_forward(idx_prev, I["val_prev"], I["ww"], rows,
+                                                                         I["p_prev"])),
+         lambda d, c: names("val_prev", "ww", "p_prev")(d, dnc.sparse_link_backward(d[0], c)),
+         lambda c: np.sort(np.where(c.live, c.idx, N), -1)),
+        (f"sparse forward/backward weightings (--sparse-links {K})",
+         {"val": rng.random((B, N, K)), "wr_prev": random_weighting(rng, (B, R, N))},
+         lambda I: (lambda f, b, c: ((f, b), c))(*dnc.sparse_directional_forward(idx, I["val"], I["wr_prev"])),
+         lambda d, c: names("val", "wr_prev")(d, dnc.sparse_directional_backward(d[0], d[1], c)),
+         None),
+        (f"one whole memory step, --sparse-links {K}",
+         {**parts, **{"prev_" + k: mem[k].copy() for k in floats}}, step_forward, step_backward, step_choices),
+    ]
+
+
 def controller_ops(B, H, rng):
     """One step of a controller layer alone, as memory_ops lists the memory's ops: the LSTM
     cell (lstm-numpy.py's; the gradient of Wh formed as dnc-numpy.py's backward forms it,
@@ -274,23 +352,41 @@ def check_allocation_doubling(B, rng, sizes=(1, 2, 5, 6, 16, 33), tol=1e-12):
     return ok
 
 
-def check_op(name, inputs, fwd, bwd, checks, rng, h):
+def check_op(name, inputs, fwd, bwd, checks, rng, h, choices=None):
     """Central differences of loss = sum_k sum(out_k * G_k) against the op's backward.
-    -> worst relative error over its inputs, number of inputs"""
+    choices(cache), if given, names the op's discrete choices: a perturbation that changes
+    them is skipped (common.gradcheck). -> worst relative error over its inputs, number of inputs"""
     outs, cache = fwd(inputs)
     outs = as_tuple(outs)
     G = [rng.standard_normal(o.shape) for o in outs]
     grads = bwd(tuple(G), cache)
+    base = choices(cache) if choices else None
 
     def loss(I):
-        return float(sum((o * g).sum() for o, g in zip(as_tuple(fwd(I)[0]), G)))
+        outs, cache = fwd(I)
+        if choices and not np.array_equal(choices(cache), base):
+            return None
+        return float(sum((o * g).sum() for o, g in zip(as_tuple(outs), G)))
 
     print(f"-- {name} --")
     return common.gradcheck(loss, inputs, grads, checks, rng, h=h, tol=TOL), len(inputs)
 
 
 # ----------------------------------------------------------------------------------
-# 2. The whole model with --stop-usage-grad
+# 2. The whole model with --stop-usage-grad, and with --sparse-links
+
+
+def open_gates(cfg, shift=3.0):
+    """-> prepare(params) for common.check_model_gradients: the write and allocation gates'
+    biases raised by `shift`, so that the writes are sharp (allocation is, from an empty
+    memory) and links of --sparse-links K pass their threshold 1/K: with the random
+    params' diffuse writes every link would be dropped, and the links' gradient not checked."""
+    at = dnc.interface_layout(cfg["reads"], cfg["width"], cfg.get("sharpen", False), cfg.get("mask", False))
+
+    def prepare(params):
+        params["bxi"][at["alloc_gate"]] += shift
+        params["bxi"][at["write_gate"]] += shift
+    return prepare
 
 
 def check_model_stop_usage_grad(cfg, V, B, S, checks, seed):
@@ -341,7 +437,7 @@ def check_model_stop_usage_grad(cfg, V, B, S, checks, seed):
 # 3. Invariants, 4. direction, 5. no NaN
 
 
-def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
+def run_steps(cfg, V, T, B, rng, strength_shift=0.0, prepare=None):
     """T steps of the model with random parameters on random characters, zero initial
     state. -> params, list of (new state, memory_forward's cache: a list of Block) per step"""
     params = dnc.init_params(cfg, V, rng, np.float64)
@@ -354,6 +450,8 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
     if cfg.get("sharpen"):  # and the raw sharpnesses of --sharpen
         params["bxi"][at["forward_sharpness"]] += strength_shift
         params["bxi"][at["backward_sharpness"]] += strength_shift
+    if prepare is not None:
+        prepare(params)
     state = dnc.init_state(cfg, params, B)
     out = []
     for x in rng.integers(0, V, (T, B)):
@@ -363,13 +461,17 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0):
 
 
 def check_invariants(cfg, rng):
-    _, run = run_steps(cfg, 7, 30, 4, rng)
+    """With --sparse-links, the gates opened (open_gates), so that links pass the threshold."""
+    _, run = run_steps(cfg, 7, 30, 4, rng, prepare=open_gates(cfg) if cfg.get("sparse_links") else None)
     tol = 1e-12
     worst = {"read weighting sum - 1": -1.0, "write weighting sum - write gate": -1.0,
              "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
              "link diagonal": 0.0, "usage outside [0, 1]": 0.0}
     if cfg.get("sharpen"):
         worst["sharpened weightings |sum - 1|"] = 0.0
+    K = cfg.get("sparse_links")
+    if K:  # --sparse-links (§4.4): at most K links in a row and in a column, rows and columns sum to at most 1
+        worst.update({"links per row or column - K": -1.0, "link row or column sum - 1": -1.0})
     for state, blocks in run:  # the step's memory cache: memory_forward's blocks of batch rows, in order
         if cfg.get("sharpen"):  # S(f, s) and S(b, s) of every head sum to 1 (§4.1)
             sums = np.concatenate([[c.sharpen[0].sharp.sum(-1), c.sharpen[1].sharp.sum(-1)] for _, c in blocks], 1)
@@ -377,7 +479,12 @@ def check_invariants(cfg, rng):
                                                           np.abs(sums - 1).max())
         alloc = np.concatenate([c.write_weighting.alloc for _, c in blocks])  # a_t (B, N)
         gw = np.concatenate([c.write_weighting.gw for _, c in blocks])  # g^w (B, 1)
-        L, u = state["L"], state["u"]
+        L, u = (dnc.dense_links(state["L_idx"], state["L_val"]) if K else state["L"]), state["u"]
+        if K:
+            most = max((L > 0).sum(1).max(), (L > 0).sum(2).max())
+            worst["links per row or column - K"] = max(worst["links per row or column - K"], most - K)
+            worst["link row or column sum - 1"] = max(worst["link row or column sum - 1"], L.sum(1).max() - 1,
+                                                      L.sum(2).max() - 1)
         worst["read weighting sum - 1"] = max(worst["read weighting sum - 1"], (state["wr"].sum(-1) - 1).max())
         worst["write weighting sum - write gate"] = max(worst["write weighting sum - write gate"],
                                                         (state["ww"].sum(-1) - gw[:, 0]).max())
@@ -411,8 +518,9 @@ def check_direction(N=5):
 
 
 def flags(cfg):
-    """The refinements a configuration has on, as typed: '--sharpen --mask', or ''."""
-    return " ".join(f"--{name}" for name in ("sharpen", "mask", "dealloc") if cfg.get(name))
+    """The options a configuration has on, as typed: '--sharpen --mask', '--sparse-links 3', or ''."""
+    on = [f"--{name}" for name in ("sharpen", "mask", "dealloc") if cfg.get(name)]
+    return " ".join(on + ([f"--sparse-links {cfg['sparse_links']}"] if cfg.get("sparse_links") else []))
 
 
 def check_no_nan(cfg, rng):
@@ -476,11 +584,12 @@ def main(argv=None):
     worst, count = 0.0, 0
     print(f"== 1. memory operations, a controller layer and the bit form against central differences "
           f"(B={B}, N={N}, W={W}, R={R}, H={args.hidden}) ==")
-    for name, inputs, fwd, bwd in memory_ops(B, N, W, R, rng) + controller_ops(B, args.hidden, rng) \
-            + bit_ops(B, args.hidden, rng):
+    ops = [(*op, None) for op in memory_ops(B, N, W, R, rng)] + sparse_link_ops(B, N, W, R, rng) \
+        + [(*op, None) for op in controller_ops(B, args.hidden, rng) + bit_ops(B, args.hidden, rng)]
+    for name, inputs, fwd, bwd, choices in ops:
         # the all-zero memory row makes the lookup 1/sqrt(eps) sharp: a smaller h there (§10)
         h = 1e-7 if name in ("allocation", "content weighting") else 1e-6
-        e, n = check_op(name, inputs, fwd, bwd, args.checks, rng, h)
+        e, n = check_op(name, inputs, fwd, bwd, args.checks, rng, h, choices)
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
     ok = check_allocation_doubling(B, rng)
@@ -510,15 +619,28 @@ def main(argv=None):
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
 
+    # --sparse-links K < N (§4.4): the first configuration on characters, the last (with --sharpen
+    # too) on bit-form episodes, the gates opened so that writes are sharp and links pass 1/K
+    sparse = [dict(cfgs[0], sparse_links=max(1, N // 2)), dict(cfgs[-1], sparse_links=max(1, N // 2))]
+    for cfg, episodes in zip(sparse, (None, task.episodes(np.random.default_rng(args.seed), B))):
+        on = "characters" if episodes is None else f"{task.name} episodes in the bit form"
+        print(f"-- {cfg}, on {on}, the write and allocation gates opened --")
+        bits = {} if episodes is None else {"V": task.V_in, "V_out": task.V_out, "episodes": episodes,
+                                             "loss": common.sigmoid_cross_entropy}
+        e, n = common.check_model_gradients(dnc, cfg, **{"V": 7, "B": B, "S": args.seq, **bits}, checks=args.checks,
+                                            seed=args.seed, tol=TOL, prepare=open_gates(cfg))
+        print(f"   max relative error {e:.3e}")
+        worst, count = max(worst, e), count + n
+
     first = cfgs[0]  # the first controller and layer count, for the invariants and the NaN hunt
     print(f"\n== 3. invariants over 30 steps, {first['controller']} controller ==")
-    for cfg in (first, sharp[0], refined[-1]):
+    for cfg in (first, sharp[0], refined[-1], sparse[0]):
         print(f"-- {flags(cfg) or 'the plain DNC'} --")
         ok &= check_invariants(cfg, rng)
     print("\n== 4. direction of the temporal links ==")
     ok &= check_direction()
     print("\n== 5. zero memory rows and very large strengths (and sharpnesses) ==")
-    for cfg in (first, sharp[0], refined[-1]):
+    for cfg in (first, sharp[0], refined[-1], sparse[0]):
         ok &= check_no_nan(cfg, rng)
 
     passed = common.gradcheck_verdict(worst, count, TOL) and ok

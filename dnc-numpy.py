@@ -15,11 +15,13 @@ or, with --controller feedforward, the feedforward one of the paper's Extended D
 figures (ReLU layers with no state of their own, §1.1), R read heads and one write head:
 content addressing with strengths, dynamic allocation from usage and free gates, erase
 and write, the temporal link matrix and precedence, forward / backward / content read
-modes; and three refinements of Csordas & Schmidhuber (ICLR 2019), each off by default so
-that the plain DNC stays the paper's: --sharpen, the forward and backward weightings made to
-sum to 1 and sharpened (§4.1); --mask, each content lookup through a mask over the word's
-entries from the interface (§4.2); --dealloc, the memory freed by the free gates erased too
-(§4.3). Equation names and
+modes; and four options, each off by default so that the plain DNC stays the paper's main
+model: three refinements of Csordas & Schmidhuber (ICLR 2019), --sharpen, the forward and
+backward weightings made to sum to 1 and sharpened (§4.1); --mask, each content lookup
+through a mask over the word's entries from the interface (§4.2); --dealloc, the memory
+freed by the free gates erased too (§4.3); and --sparse-links K, the paper's sparse link
+matrix, K links per row kept as column indices and values, at O(N K) a step instead of
+O(N^2), so that N can be thousands (§4.4). Equation names and
 section numbers (§) refer to docs/dnc.md, which explains and derives every forward and
 backward formula used here. Shapes follow the legend in
 common.py; every op below is vectorised over the batch B and the heads R, with no Python
@@ -546,9 +548,216 @@ def read_backward(dr, cache):
 
 
 # ----------------------------------------------------------------------------------
+# The sparse link matrix (§4.4, --sparse-links K): the links kept as K slots per row, a
+# column index and a value in each, idx (B, N, K) int and val (B, N, K), 0 in unused
+# slots; a row's K column indices are distinct (a row that common.reset_rows zeroed has
+# them all 0, with values 0: as good, nothing is written twice that is not 0), so that a
+# scatter into a row's columns never has to add. With K < N, every step costs O(B K N),
+# not O(B N^2); with K >= N (the state then has N slots) nothing is dropped and the ops
+# equal the dense ones.
+
+
+class SparsifyCache(NamedTuple):
+    keep: np.ndarray  # (B, K) int the slots kept, in no order (all N of them with K >= N)
+    w: np.ndarray  # (B, N) the weighting, or None with K >= N (then w^ = w)
+    kept: np.ndarray  # (B, 1) sum of the kept entries (1 where they are all 0)
+    scale: np.ndarray  # (B, 1) sum(w) / sum(kept)
+
+
+def sparsify_forward(w, K):
+    """The K largest entries of a weighting, renormalised to the weighting's own mass (§4.4):
+    w^ = topK(w) sum(w) / sum(topK(w)), 0 elsewhere; w (B, N) >= 0 -> w^ (B, N), cache.
+    The kept set is a constant of the backward (as the allocation's sort is). Keeping the
+    mass, not making it 1, leaves a closed write gate closed; where every kept entry is 0
+    (w = 0) the scale is 0, never 0/0. With K >= N nothing is dropped and w^ = w, exactly."""
+    B, N = w.shape
+    if K >= N:
+        return w, SparsifyCache(np.broadcast_to(np.arange(N), (B, N)), None, None, None)
+    keep = np.argpartition(-w, K - 1, axis=-1)[:, :K]  # (B, K) the K largest, O(N) per row
+    top = np.take_along_axis(w, keep, -1)  # (B, K)
+    kept = top.sum(-1, keepdims=True)  # (B, 1)
+    kept = np.where(kept > 0, kept, 1)  # every kept entry 0: w = 0, and w^ = 0
+    scale = w.sum(-1, keepdims=True) / kept  # (B, 1) >= 1
+    w_hat = np.zeros_like(w)
+    np.put_along_axis(w_hat, keep, top * scale, -1)
+    return w_hat, SparsifyCache(keep, w, kept, scale)
+
+
+def sparsify_backward(dw_hat, cache):
+    """dw^ (B, N) -> dw (B, N)
+
+    VJP (§4.4), with S the kept set, t = sum_S w, s = sum w, g = sum_{n in S} dw^_n w_n:
+    w^_n = w_n s / t for n in S, so every w_m gets g / t (through s), and the kept ones
+    also (s / t) (dw^_m - g / t) (through w_n and t). With K >= N, dw = dw^."""
+    keep, w, kept, scale = cache
+    if w is None:
+        return dw_hat
+    g_t = np.einsum("bk,bk->b", np.take_along_axis(dw_hat, keep, -1),
+                    np.take_along_axis(w, keep, -1))[:, None] / kept  # (B, 1) g / t
+    dw = np.repeat(g_t, w.shape[1], axis=1)  # (B, N) through s = sum w
+    np.put_along_axis(dw, keep, g_t + scale * (np.take_along_axis(dw_hat, keep, -1) - g_t), -1)
+    return dw
+
+
+class SparseLinkCache(NamedTuple):
+    idx_prev: np.ndarray  # (B, N, K) int the slots' columns of L^_{t-1}
+    val_prev: np.ndarray  # (B, N, K) their values
+    ww: np.ndarray  # (B, N) w^, the sparsified write weighting
+    p_prev: np.ndarray  # (B, N) p^_{t-1}, the sparsified precedence
+    rows: np.ndarray  # (B, K) int the rows of supp(w^): those that get new entries
+    idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
+    live: np.ndarray  # (B, N, K) bool the new entries the gradient flows through
+
+
+def block_rows(idx, val, rows, N):
+    """The rows `rows` (B, K) of a sparse link matrix (idx, val (B, N, K)) as a dense block
+    (B, K, N): each row's slots scattered to their columns (distinct, so no sums)."""
+    B, K = rows.shape
+    b = np.arange(B)[:, None]  # (B, 1)
+    block = np.zeros_like(val, shape=(B, K, N))
+    block[b[:, :, None], np.arange(K)[None, :, None], idx[b, rows]] = val[b, rows]
+    return block
+
+
+def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev):
+    """The link matrix update on the slots (§4.4):
+        L^_t[i, j] = (1 - w^_i - w^_j) L^_{t-1}[i, j] + w^_i p^_{t-1}[j], zero diagonal,
+    then, with K < N, every entry below 1/K set to 0 and each row kept in its K slots.
+    idx_prev, val_prev (B, N, K); ww = w^, p_prev = p^_{t-1} (B, N) (sparsify_forward's);
+    rows (B, K) int: supp(w^) -> idx, val (B, N, K), cache
+    A row outside supp(w^) has w^_i = 0: its entries only decay, in their slots, O(N K).
+    The K rows of supp(w^) are scattered into a dense block (B, K, N), decayed, given the
+    outer product w^_i p^_j, their diagonal zeroed, thresholded and cut back to K slots:
+    O(K N) per batch row. With K >= N (N slots) nothing is thresholded and this is the
+    dense link_forward on the block of all N rows."""
+    B, N, K = idx_prev.shape
+    b, k = np.arange(B)[:, None], np.arange(K)[None, :]  # (B, 1), (1, K)
+    val = val_prev * (1 - ww[:, :, None] - ww[b[:, :, None], idx_prev])  # (B, N, K) every row decays
+    block = block_rows(idx_prev, val, rows, N)  # (B, K, N) the decayed rows of supp(w^)
+    block += ww[b, rows][:, :, None] * p_prev[:, None, :]  # + w^_i p^_j
+    block[b, k, rows] = 0  # L^_t[i, i] = 0
+    idx = idx_prev.copy()
+    if K < N:  # the paper's threshold: at most K entries of 1/K or more in a row or column
+        val[val < 1 / K] = 0
+        block[block < 1 / K] = 0
+        cols = np.argpartition(-block, K - 1, axis=-1)[:, :, :K]  # (B, K, K) every non-zero among them
+    else:  # K = N: every column kept
+        cols = np.broadcast_to(np.arange(N), (B, K, N))
+    idx[b, rows] = cols
+    val[b, rows] = np.take_along_axis(block, cols, -1)
+    live = val > 0 if K < N else idx != np.arange(N)[None, :, None]  # the zeroed entries carry no gradient
+    return idx, val, SparseLinkCache(idx_prev, val_prev, ww, p_prev, rows, idx, live)
+
+
+def sparse_link_backward(dval, cache):
+    """dval (B, N, K) -> dval_prev (B, N, K), dww, dp_prev (B, N)  (adjoints of w^ and p^)
+
+    VJP (§4.4), the dense link_backward's on the entries kept, G = dval where live (the
+    thresholded and diagonal entries pass nothing back): for an entry of row i, column j,
+        dL^_{t-1}[i, j] = G (1 - w^_i - w^_j),  dw^_i += G (p^_j - L^_{t-1}[i, j]),
+        dw^_j -= G L^_{t-1}[i, j],  dp^_j += G w^_i.
+    The rows outside supp(w^) in their slots (dw^_j a scatter-add over the columns), the
+    rows of supp(w^) in the dense block (B, K, N) as in the forward, gathered back to the
+    slots of L^_{t-1}."""
+    idx_prev, val_prev, ww, p_prev, rows, idx, live = cache
+    B, N, K = idx.shape
+    b = np.arange(B)[:, None]
+    G = dval * live  # (B, N, K)
+    dD = block_rows(idx, G, rows, N)  # (B, K, N) the adjoint of the block of supp(w^)'s rows
+    G[b, rows] = 0  # the rows outside supp(w^): val = val_prev (1 - w^_i - w^_j), slot for slot
+    dval_prev = G * (1 - ww[:, :, None] - ww[b[:, :, None], idx_prev])
+    GL = G * val_prev  # (B, N, K)
+    dww = -GL.sum(-1) - scatter_columns(idx_prev, GL, N)  # through w^_i and w^_j
+    # the rows of supp(w^): the dense VJP on their block
+    L_prev = block_rows(idx_prev, val_prev, rows, N)  # (B, K, N) their L^_{t-1}
+    w_rows = ww[b, rows]  # (B, K) w^_i of those rows
+    dww[b, rows] += np.einsum("bkn,bkn->bk", dD, p_prev[:, None, :] - L_prev)  # rows distinct: no sums
+    dww -= np.einsum("bkn,bkn->bn", dD, L_prev)
+    dp_prev = np.einsum("bk,bkn->bn", w_rows, dD)
+    dL_prev = dD * (1 - w_rows[:, :, None] - ww[:, None, :])  # (B, K, N)
+    dval_prev[b, rows] = np.take_along_axis(dL_prev, idx_prev[b, rows], -1)
+    return dval_prev, dww, dp_prev
+
+
+def scatter_columns(idx, x, N):
+    """y_j = sum over the entries (i, k) of a batch row with idx[i, k] = j of x[i, k]:
+    idx (..., N, K) int, x (..., N, K) -> y (..., N), one np.bincount over the flattened
+    entries (each batch row and head offset by N); idx may lack x's head axis (size 1)."""
+    lead = x.shape[:-2]
+    offset = (np.arange(int(np.prod(lead))) * N).reshape(lead + (1, 1))
+    bins = np.broadcast_to(idx, x.shape) + offset
+    return np.bincount(bins.ravel(), x.ravel(), minlength=offset.size * N).reshape(lead + (N,)).astype(x.dtype)
+
+
+def gather_columns(idx, x):
+    """x at each entry's column, every head's together: idx (B, N, K) int, x (B, R, N)
+    -> (B, N, K, R). One np.take of rows of x as a (B N, R) table: 8x faster at N 1024 than
+    indexing x with three broadcast index arrays."""
+    B, R, N = x.shape
+    rows = idx + (np.arange(B) * N)[:, None, None]  # (B, N, K) rows of the table
+    return np.take(x.transpose(0, 2, 1).reshape(B * N, R), rows, axis=0)
+
+
+class SparseDirectionalCache(NamedTuple):
+    idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
+    val: np.ndarray  # (B, N, K) their values
+    wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
+
+
+def sparse_directional_forward(idx, val, wr_prev):
+    """Forward and backward weightings on the slots (§4.4), O(N K) per head:
+        f^i_n = sum_k val[n, k] w^{r,i}_{t-1}[idx[n, k]]  (L^ w, a gather),
+        b^i_j = sum over (n, k) with idx[n, k] = j of val[n, k] w^{r,i}_{t-1}[n]  (L^T w, a scatter-add).
+    idx, val (B, N, K), wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
+    N = idx.shape[1]
+    fwd = np.einsum("bnk,bnkr->brn", val, gather_columns(idx, wr_prev))
+    bwd = scatter_columns(idx[:, None], val[:, None] * wr_prev[..., None], N)  # (B, R, N)
+    return fwd, bwd, SparseDirectionalCache(idx, val, wr_prev)
+
+
+def sparse_directional_backward(dfwd, dbwd, cache):
+    """dfwd, dbwd (B, R, N) -> dval (B, N, K), dwr_prev (B, R, N)
+
+    VJP (§4.4), the dense directional_backward's on the entries (n, k) of column j = idx[n, k]:
+    dval[n, k] = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same
+    scatter-add and gather as the forward's, swapped."""
+    idx, val, wr_prev = cache
+    N = idx.shape[1]
+    db_at = gather_columns(idx, dbwd)  # (B, N, K, R)
+    # dval[n, k] = sum_i df^i_n w^i[idx[n, k]] + w^i_n db^i[idx[n, k]]: (K, R) @ (R, 1) products per
+    # row (np.matmul: 2.4x faster than the einsum "brn,bnkr->bnk" at N 1024)
+    dval = (np.matmul(gather_columns(idx, wr_prev), dfwd.transpose(0, 2, 1)[..., None])
+            + np.matmul(db_at, wr_prev.transpose(0, 2, 1)[..., None]))[..., 0]
+    dwr = scatter_columns(idx[:, None], val[:, None] * dfwd[..., None], N) + np.einsum("bnk,bnkr->brn", val, db_at)
+    return dval, dwr
+
+
+def dense_links(idx, val):
+    """The sparse link matrix as the dense one: idx, val (B, N, K) -> L (B, N, N), for the
+    tests, the checks and the pictures (at small N)."""
+    B, N, _ = idx.shape
+    L = np.zeros_like(val, shape=(B, N, N))
+    L[np.arange(B)[:, None, None], np.arange(N)[None, :, None], idx] = val
+    return L
+
+
+# ----------------------------------------------------------------------------------
 # One memory step: the ops in the order of §4, and their backward in the order of §6
 
 MEMORY_STATE = ("M", "u", "ww", "p", "L", "wr")
+SPARSE_MEMORY_STATE = ("M", "u", "ww", "p", "L_idx", "L_val", "wr")  # --sparse-links: L as K slots per row (§4.4)
+
+
+def memory_keys(state):
+    """The memory's part of a state: MEMORY_STATE, or SPARSE_MEMORY_STATE when its links are sparse."""
+    return SPARSE_MEMORY_STATE if "L_idx" in state else MEMORY_STATE
+
+
+class SparseLinks(NamedTuple):
+    """--sparse-links (§4.4): the caches of step 8 on the slots."""
+    write: SparsifyCache  # w^ from w^w_t
+    precedence: SparsifyCache  # p^ from p_{t-1}
+    update: SparseLinkCache
 
 
 class MemoryCache(NamedTuple):
@@ -559,9 +768,9 @@ class MemoryCache(NamedTuple):
     write_lookup: tuple
     write_weighting: WriteWeightingCache
     write: tuple
-    link: tuple
+    link: tuple  # with --sparse-links (§4.4), a SparseLinks
     precedence: tuple
-    directional: DirectionalCache
+    directional: DirectionalCache  # with --sparse-links, a SparseDirectionalCache
     sharpen: tuple  # --sharpen (§4.1): the SharpenCache of the forward and of the backward weightings, else None
     read_lookup: tuple
     read_weighting: tuple
@@ -581,7 +790,9 @@ def memory_step_forward(parts, mem, dealloc=False):
     -> new mem dict, read vectors r (B, R, W), cache
     The steps of §4 in their order; the comments carry §4's step numbers. Parts that carry
     the sharpnesses of --sharpen (interface_forward's) add step 10a (§4.1); parts that carry
-    the masks of --mask make both lookups masked (§4.2); dealloc erases what psi frees (§4.3)."""
+    the masks of --mask make both lookups masked (§4.2); dealloc erases what psi frees (§4.3).
+    A mem whose links are K slots per row, L_idx and L_val (B, N, K) instead of L
+    (--sparse-links), runs steps 8 and 10 on them (§4.4)."""
     masked = "read_masks" in parts
     psi, c_ret = retention_forward(parts["free_gates"], mem["wr"])  # 2. retention
     u, c_use = usage_forward(mem["u"], mem["ww"], psi)  # 3. usage
@@ -593,9 +804,20 @@ def memory_step_forward(parts, mem, dealloc=False):
         M, c_write = dealloc_write_forward(mem["M"], ww, parts["erase"], parts["write_vector"], psi)
     else:  # 7. erase, write
         M, c_write = write_forward(mem["M"], ww, parts["erase"], parts["write_vector"])
-    L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
+    if "L_idx" in mem:  # 8. --sparse-links (§4.4): the K largest of w^w_t and p_{t-1}, the slots' update
+        K = mem["L_idx"].shape[2]
+        w_hat, c_what = sparsify_forward(ww, K)
+        p_hat, c_phat = sparsify_forward(mem["p"], K)
+        L_idx, L_val, c_update = sparse_link_forward(mem["L_idx"], mem["L_val"], w_hat, c_what.keep, p_hat)
+        links, c_link = {"L_idx": L_idx, "L_val": L_val}, SparseLinks(c_what, c_phat, c_update)
+    else:
+        L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
+        links = {"L": L}
     p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
-    fwd, bwd, c_dir = directional_forward(L, mem["wr"])  # 10. forward and backward weightings
+    if "L_idx" in mem:  # 10. forward and backward weightings
+        fwd, bwd, c_dir = sparse_directional_forward(L_idx, L_val, mem["wr"])
+    else:
+        fwd, bwd, c_dir = directional_forward(L, mem["wr"])
     c_sharp = None
     if "forward_sharpness" in parts:  # 10a. --sharpen: each made to sum to 1 and sharpened
         fwd, c_fsharp = sharpen_forward(fwd, parts["forward_sharpness"])
@@ -604,7 +826,7 @@ def memory_step_forward(parts, mem, dealloc=False):
     cr, c_rlook = lookup_forward(M, parts["read_keys"], parts["read_strengths"], parts.get("read_masks"))  # 11.
     wr, c_rw = read_weighting_forward(parts["read_modes"], bwd, cr, fwd)  # 12. read weighting
     r, c_read = read_forward(M, wr)  # 13. read vectors
-    new = {"M": M, "u": u, "ww": ww, "p": p, "L": L, "wr": wr}
+    new = {"M": M, "u": u, "ww": ww, "p": p, **links, "wr": wr}
     cache = MemoryCache(retention=c_ret, usage=c_use, allocation=c_alloc, write_lookup=c_wlook,
                         write_weighting=c_ww, write=c_write, link=c_link, precedence=c_prec,
                         directional=c_dir, sharpen=c_sharp, read_lookup=c_rlook, read_weighting=c_rw,
@@ -633,10 +855,19 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     if cache.sharpen is not None:  # 4a. --sharpen: back through S(f, s^f) and S(b, s^b)
         dfwd, d["forward_sharpness"] = sharpen_backward(dfwd, cache.sharpen[0])
         dbwd, d["backward_sharpness"] = sharpen_backward(dbwd, cache.sharpen[1])
-    dL_dir, dwr_dir = directional_backward(dfwd, dbwd, cache.directional)  # 5.
-    dL = dmem["L"] + dL_dir  # L_t's adjoint is complete
+    sparse = isinstance(cache.link, SparseLinks)  # --sparse-links (§4.4): L_t is L_val on its slots
+    if sparse:
+        dL_dir, dwr_dir = sparse_directional_backward(dfwd, dbwd, cache.directional)  # 5.
+    else:
+        dL_dir, dwr_dir = directional_backward(dfwd, dbwd, cache.directional)  # 5.
+    dL = dmem["L_val" if sparse else "L"] + dL_dir  # L_t's adjoint is complete
     dp_prec, dww_prec = precedence_backward(dmem["p"], cache.precedence)  # 6.
-    dL_prev, dww_link, dp_link = link_backward(dL, cache.link)  # 7.
+    if sparse:  # 7. through the slots' update, then the two sparsifications
+        dL_prev, dw_hat, dp_hat = sparse_link_backward(dL, cache.link.update)
+        dww_link = sparsify_backward(dw_hat, cache.link.write)
+        dp_link = sparsify_backward(dp_hat, cache.link.precedence)
+    else:
+        dL_prev, dww_link, dp_link = link_backward(dL, cache.link)  # 7.
     if cache.dealloc:  # 8. --dealloc: psi_t reached M_t too
         dM_prev, dww_write, d["erase"], d["write_vector"], dpsi_write = dealloc_write_backward(dM, cache.write)
     else:  # 8.
@@ -653,7 +884,7 @@ def memory_step_backward(dr, dmem, cache, stop_usage_grad=False):
     dpsi = dpsi_usage + dpsi_write  # psi_t's adjoint is complete (usage, and the write with --dealloc)
     d["free_gates"], dwr_ret = retention_backward(dpsi, cache.retention)  # 13.
     dmem_prev = {"M": dM_prev + dM_wlook, "u": du_prev, "ww": dww_prev, "p": dp_prec + dp_link,
-                 "L": dL_prev, "wr": dwr_dir + dwr_ret}
+                 "L_val" if sparse else "L": dL_prev, "wr": dwr_dir + dwr_ret}  # the slots' indices have none
     return d, dmem_prev
 
 
@@ -680,9 +911,10 @@ def memory_forward(parts, mem, block_floats=BLOCK_FLOATS, dealloc=False):
     -> new mem dict, r (B, R, W), cache: a list of Block, in row order. With one block (up
     to N 128 at batch 32) that is one call on the whole batch, nothing copied; with several,
     each block's results are written into the batch's arrays. The cache is a list even for
-    one block, so that its readers (discrete_choices, dnc-debug.py) read one shape."""
+    one block, so that its readers (discrete_choices, dnc-debug.py) read one shape. With
+    --sparse-links (§4.4) there is no (rows, N, N) array: one block."""
     B, N = mem["u"].shape
-    blocks = batch_blocks(B, N, block_floats)
+    blocks = [slice(0, B)] if "L_idx" in mem else batch_blocks(B, N, block_floats)
     if len(blocks) == 1:  # the whole batch in one call, nothing copied
         new, r, cache = memory_step_forward(parts, mem, dealloc)
         return new, r, [Block(blocks[0], cache)]
@@ -775,6 +1007,13 @@ def add_arguments(parser):
                         help="de-allocation: what the free gates release (the retention psi) is erased from "
                              "memory too, M_t = M_{t-1} * psi * (1 - w e^T) + w v^T, so that a freed slot is "
                              "found by no content lookup (Csordas & Schmidhuber 2019; docs/dnc.md §4.3)")
+    parser.add_argument("--sparse-links", type=common.nonneg_int, metavar="K",
+                        help="the paper's sparse link matrix: keep the K largest entries of the write "
+                             "weighting and of the precedence, and at most K links per row and column "
+                             "(entries below 1/K dropped), so that a step costs O(N K) in the links, "
+                             "not O(N^2), and N in the thousands fits (K 8 suffices, the paper says; "
+                             "0: the dense links, the default; docs/dnc.md §4.4). A checkpoint keeps its "
+                             "K: resuming it with another K, or a dense one with K, is refused")
     parser.add_argument("--controller", choices=CONTROLLERS,
                         help="lstm, or feedforward: ReLU layers with no state of their own, so that only "
                              "the memory can carry a sequence (default lstm, or the checkpoint's)")
@@ -797,7 +1036,7 @@ def config(args):
            "memory": args.memory[1] if ranged else args.memory,
            "width": args.width, "reads": args.reads, "stop_usage_grad": bool(args.stop_usage_grad),
            "sharpen": bool(args.sharpen), "mask": bool(args.mask), "dealloc": bool(args.dealloc),
-           "dropout": args.dropout}
+           "sparse_links": args.sparse_links or 0, "dropout": args.dropout}
     if ranged:
         cfg["memory_range"] = list(args.memory)
     if controller == "lstm":
@@ -811,8 +1050,8 @@ def config(args):
 def memory_floats(cfg, V, B, S):
     """About how many floats training holds: parameters (with their gradients and the
     optimiser's state, up to two copies for Adam) and the window's cache, dominated
-    by the (B, N, N) links and (B, N, W) memories of every step; for refusing sizes
-    that cannot fit."""
+    by the (B, N, N) links and (B, N, W) memories of every step (with --sparse-links K,
+    by the memories: the links are (B, N, K) slots); for refusing sizes that cannot fit."""
     H, L, N, W, R = cfg["hidden"], cfg["layers"], cfg["memory"], cfg["width"], cfg["reads"]
     lstm_controller = cfg.get("controller", "lstm") == "lstm"
     G = 4 * H if lstm_controller else H  # a layer's width: the LSTM's 4 gates, or the ReLUs
@@ -820,10 +1059,17 @@ def memory_floats(cfg, V, B, S):
     sharpen = cfg.get("sharpen", False)  # checkpoints from before --sharpen have none
     mask = cfg.get("mask", False)  # nor from before --mask
     n_params = L * per_layer + L * H * (interface_size(R, W, sharpen, mask) + V) + R * W * V
-    per_step = (L * (14 if lstm_controller else 4) * H + 2 * N * N + 8 * N * W + (18 if sharpen else 12) * R * N
+    K = min(cfg.get("sparse_links") or N, N)
+    # the links of a step: L_t and the cache's (B, N, N), or with --sparse-links (§4.4, §11)
+    # L_val and L_idx (int64: 2 floats of float32) and the live mask, (B, N, K) each
+    links = 4 * N * K if cfg.get("sparse_links") else 2 * N * N
+    per_step = (L * (14 if lstm_controller else 4) * H + links + 8 * N * W + (18 if sharpen else 12) * R * N
                 + ((R + 1) * N * W if mask else 0)  # --mask: each key's masked memory, kept in the cache
                 + 3 * V)
-    return 4 * n_params + S * B * per_step
+    # with --sparse-links, the transient arrays of one step: the (B, K, N) blocks of the update
+    # and its backward, and the (B, R, N, K) gathers and scatter-adds of the directional op
+    transient = B * (6 * K * N + 6 * R * N * K) if cfg.get("sparse_links") else 0
+    return 4 * n_params + S * B * per_step + transient
 
 
 def init_params(cfg, V, rng, dtype, V_out=None):
@@ -864,12 +1110,19 @@ def init_params(cfg, V, rng, dtype, V_out=None):
 
 def init_state(cfg, params, B):
     """All zeros (§0), batch on axis 0: the memory's state and reads, and the LSTM
-    controller's h and c of each layer (the feedforward controller carries nothing)."""
+    controller's h and c of each layer (the feedforward controller carries nothing).
+    With cfg["sparse_links"] = K (§4.4), the links are min(K, N) slots per row, their
+    columns L_idx (B, N, K) (0, 1, ..., K-1: distinct, as a row's always are) and values
+    L_val (B, N, K) zeros, instead of L (B, N, N)."""
     H, N, W, R = cfg["hidden"], cfg["memory"], cfg["width"], cfg["reads"]
     dt = params["Wy"].dtype
+    K = min(cfg.get("sparse_links") or N, N)  # cfgs from before --sparse-links have none: dense
+    if cfg.get("sparse_links"):
+        links = {"L_idx": np.broadcast_to(np.arange(K), (B, N, K)).copy(), "L_val": np.zeros((B, N, K), dt)}
+    else:
+        links = {"L": np.zeros((B, N, N), dt)}
     s = {"M": np.zeros((B, N, W), dt), "u": np.zeros((B, N), dt), "ww": np.zeros((B, N), dt),
-         "p": np.zeros((B, N), dt), "L": np.zeros((B, N, N), dt), "wr": np.zeros((B, R, N), dt),
-         "r": np.zeros((B, R, W), dt)}
+         "p": np.zeros((B, N), dt), **links, "wr": np.zeros((B, R, N), dt), "r": np.zeros((B, R, W), dt)}
     for l in range(cfg["layers"] if cfg.get("controller", "lstm") == "lstm" else 0):
         s[f"h{l}"] = np.zeros((B, H), dt)
         s[f"c{l}"] = np.zeros((B, H), dt)
@@ -922,7 +1175,7 @@ def dnc_step_forward(params, x, state, cfg, rng=None):
     xi = hcat @ params["Wxi"] + params["bxi"]  # interface vector
     parts, c_interface = interface_forward(xi, cfg["reads"], cfg["width"], cfg.get("sharpen", False),
                                            cfg.get("mask", False))
-    mem, r, c_memory = memory_forward(parts, {k: state[k] for k in MEMORY_STATE}, cfg["block_floats"],
+    mem, r, c_memory = memory_forward(parts, {k: state[k] for k in memory_keys(state)}, cfg["block_floats"],
                                       cfg.get("dealloc", False))
     new.update(mem)
     new["r"] = r
@@ -1033,13 +1286,28 @@ def discrete_choices(cache):
     gradient check must not difference across a change of them: the free-list orders phi
     (S, B, N) (§5; each step's blocks of batch rows, memory_forward, joined again in row
     order) and, with the feedforward controller, after them on the last axis, which units
-    of each layer passed z through (S, B, LH), kinks at z = 0 and FF_CAP (§1.1).
-    -> (S, B, N) or (S, B, N + LH) int"""
+    of each layer passed z through (S, B, LH), kinks at z = 0 and FF_CAP (§1.1). With
+    --sparse-links (§4.4), between the two, the selections of the sparse links (S, B, 2K + NK):
+    the kept sets of w^w_t and of p_{t-1}, and each row's live entries' columns, each sorted.
+    -> (S, B, N [+ 2K + NK] [+ LH]) int"""
     phi = np.stack([np.concatenate([c.allocation.phi for _, c in step.memory]) for step in cache.steps])
+    if isinstance(cache.steps[0].memory[0].cache.link, SparseLinks):  # one block of batch rows
+        phi = np.concatenate([phi, np.stack([sparse_selections(step.memory[0].cache.link)
+                                             for step in cache.steps])], axis=-1)
     if cache.cfg["controller"] == "lstm":
         return phi
     active = np.stack([np.concatenate(step.controller, axis=1) for step in cache.steps])  # (S, B, LH) bool
     return np.concatenate([phi, active], axis=-1)
+
+
+def sparse_selections(links):
+    """The discrete choices of one step's sparse links (§4.4), a SparseLinks -> (B, 2K + NK)
+    int: the kept sets of w^w_t and of p_{t-1}, sorted, then each row's live entries' columns,
+    sorted, N where an entry is dropped (the threshold) or on the diagonal."""
+    u = links.update
+    B, N, _ = u.idx.shape
+    entries = np.sort(np.where(u.live, u.idx, N), -1).reshape(B, -1)
+    return np.concatenate([np.sort(links.write.keep, -1), np.sort(links.precedence.keep, -1), entries], -1)
 
 
 def memory_pictures(params, inputs, cfg):
@@ -1069,13 +1337,15 @@ def memory_pictures(params, inputs, cfg):
 
 def model_cfg(params, state, cfg=None, rng=None):
     """The sizes and the controller, read off the arrays (layers l > 0 have Wd{l}, only the
-    LSTM has the recurrent Wh{l}), so forward works for any params / state pair; the
-    refinements --mask and --dealloc from the run's configuration cfg (off when it has no
-    "mask" or "dealloc": a checkpoint from before them), and --sharpen from cfg too, or, in
-    a cfg without "sharpen" (before --sharpen; or cfg None), off the width of W_xi, 2R wider
-    with it; and the options that no array shows, also from cfg: --stop-usage-grad (off when
-    cfg is None), --dropout (on only when an rng draws the masks) and the size of
-    memory_forward's blocks of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
+    LSTM has the recurrent Wh{l}; the state of --sparse-links has K slots per row:
+    init_state made it from cfg["sparse_links"], min(K, N), which is all the sparse ops
+    depend on, §4.4), so forward works for any params / state pair; the refinements --mask
+    and --dealloc from the run's configuration cfg (off when it has no "mask" or "dealloc":
+    a checkpoint from before them), and --sharpen from cfg too, or, in a cfg without
+    "sharpen" (before --sharpen; or cfg None), off the width of W_xi, 2R wider with it; and
+    the options that no array shows, also from cfg: --stop-usage-grad (off when cfg is None),
+    --dropout (on only when an rng draws the masks) and the size of memory_forward's blocks
+    of batch rows (BLOCK_FLOATS unless cfg sets "block_floats")."""
     B, R, N = state["wr"].shape
     W = state["M"].shape[2]
     cfg = cfg or {}
@@ -1086,6 +1356,7 @@ def model_cfg(params, state, cfg=None, rng=None):
             "hidden": params["Wxi"].shape[0] // layers, "layers": layers,
             "memory": N, "width": W, "reads": R,
             "sharpen": bool(sharpen), "mask": mask, "dealloc": bool(cfg.get("dealloc", False)),
+            "sparse_links": state["L_idx"].shape[2] if "L_idx" in state else 0,
             "stop_usage_grad": bool(cfg.get("stop_usage_grad", False)),
             "dropout": cfg.get("dropout", 0.0) if rng is not None else 0.0,
             "block_floats": cfg.get("block_floats", BLOCK_FLOATS)}

@@ -59,11 +59,12 @@ def threads_that_pay(params, cfg, B, cores):
     """How many BLAS threads train these sizes fastest on an idle machine: a second thread
     (of at most two; more were not measured) when one step's recurrent product
     h_{t-1} Wh has at least 2^19 multiply-adds and outweighs the DNC's (B, N, N) link
-    work, which NumPy runs on one thread anyway. Measured on 2 idle cores: LSTM 128/32
+    work ((B, N, K) with --sparse-links K), which NumPy runs on one thread anyway. Measured on 2 idle cores: LSTM 128/32
     1.27-1.41x, RNN 256/32 1.40x, DNC N 16 1.09x; RNN 32/16 0.89x, where splitting a
     small product costs more than it saves; the DNC at N 64 1.03x and N 256 0.95x."""
     product = B * params["Wh0"].size if "Wh0" in params else 0  # a feedforward controller has none
-    links = 16 * B * cfg.get("memory", 0) ** 2
+    N = cfg.get("memory", 0)
+    links = 16 * B * N * min(cfg.get("sparse_links") or N, N)  # (B, N, N), or --sparse-links' (B, N, K)
     return min(cores, 2) if product >= 2 ** 19 and links < product else 1
 
 

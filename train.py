@@ -75,6 +75,7 @@ def train(model, cfg, params, opt, state, source, rng, run):
             loss, dlogits = source.loss(logits, targets, mask)  # the source's: softmax or bit-wise, below
             run.check_finite(loss)
             grads = model.backward(dlogits, cache)  # backpropagation through the window's S steps
+            del cache  # the window's cache goes now, not after a report's validation: half the peak memory
 
             common.clip_global_norm(grads, args.clip)  # once, after the whole backward
             opt.lr = run.learning_rate()  # --lr through --warmup, --lr-schedule and --lr-decay
@@ -648,7 +649,7 @@ def start(model, args, ck, task, script):
         opt = common.OPTIMIZERS[args.optim](params, args.lr)
         opt.load_state({k: {n: a.astype(dtype) for n, a in v.items()} if k in opt.SLOTS else v
                         for k, v in ck["opt"].items()})  # its slots keyed like params, and its counts
-        state = {k: v.astype(dtype) for k, v in ck["state"].items()}
+        state = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in ck["state"].items()}  # not L_idx
         if task is None:
             source.batches.cursors[:] = ck["cursors"]
         print(f"resumed {args.load} at iter {info['iter']}"
@@ -1116,6 +1117,11 @@ def run(model, args, defaults):
     for option in ("sharpen", "mask", "dealloc"):  # the DNC's refinements: a checkpoint's model keeps its own
         if ck is not None and getattr(args, option, False) and not ck["info"]["cfg"].get(option, False):
             raise UserError(f"{args.load} was trained without --{option}; drop it or start a new run")
+    if ck is not None and getattr(args, "sparse_links", None) is not None:  # the DNC's --sparse-links K
+        had = ck["info"]["cfg"].get("sparse_links", 0)  # checkpoints from before --sparse-links were all dense
+        if args.sparse_links != had:
+            raise UserError(f"{args.load} was trained with {f'--sparse-links {had}' if had else 'dense links'}; "
+                            f"drop --sparse-links {args.sparse_links} or start a new run")
     task = None
     if ck is not None and ck["info"].get("task"):
         saved = ck["info"]["task"]

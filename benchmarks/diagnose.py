@@ -209,11 +209,16 @@ def trace_batch(params, cfg, task, batch, length):
     a["wrong"] = task.wrong_bits(logits, targets) * mask  # (T, B) as train.evaluate_task counts them
     a["source"] = answer_source(task, a["phase"], length)
     a["offset"], a["aligned"] = alignment(a["write_slot"], a["read_slot"], a["source"], length, cfg["memory"])
-    a.update(followed_links(a["write_slot"], a["write_peak"], a["source"], [s["L"] for s in leaves], length))
+    a.update(followed_links(a["write_slot"], a["write_peak"], a["source"], [links_of(s) for s in leaves], length))
     for v in a.values():  # nothing of the steps after an episode's end
         if v.dtype.kind == "f":
             v[a["phase"] == PAD] = np.nan
     return a
+
+
+def links_of(state):
+    """L_t (B, N, N) of a state, the dense one or --sparse-links' slots made dense."""
+    return dnc.dense_links(state["L_idx"], state["L_val"]) if "L_idx" in state else state["L"]
 
 
 def answer_source(task, phase, length):

@@ -76,3 +76,19 @@ def test_before_after_compares_two_checkouts():
         before, after = (float(c.replace(",", "")) for c in cells[2:4])
         assert before > 0 and after > 0
         assert abs(float(cells[4].split("x")[0]) - after / before) < 0.01 + 0.01 * after / before, row
+
+
+def test_scaling_tiny_run():
+    """benchmarks/scaling.py runs its cells end to end at tiny sizes, prints the table and
+    the ratios, and marks a cell over the memory budget as not fitting without running it:
+    at batch 2, seq 3, the dense N 512 needs about 0.017 GiB, the sparse one 0.0064."""
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "scaling.py"), "--sizes", "16,512", "--batch", "2",
+           "--seq", "3", "--repeats", "1", "--no-peers", "--budget-gib", "0.01"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in p.stdout.splitlines() if line.startswith(("| 16 ", "| 512 "))}
+    assert float(rows["16"][1]) > 0 and float(rows["16"][3]) > 0  # dense and sparse ms/step at N 16
+    assert rows["512"][1].startswith("does not fit") and float(rows["512"][3]) > 0  # only the sparse fits
+    assert "not available (--no-peers)" in rows["16"][5]
+    assert "- sparse N 1024 / sparse N 16: not measured" in p.stdout

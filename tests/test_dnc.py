@@ -983,7 +983,8 @@ def test_dnc_debug_passes():
     bit-form episodes, two of them with --stop-usage-grad too; the ops of --mask and --dealloc,
     the interface with the masks, the step with each, and with all three refinements and
     --stop-usage-grad, and two models more with both (one with --sharpen too, and that one
-    with --stop-usage-grad); invariants, direction, no NaN."""
+    with --stop-usage-grad); the ops of --sparse-links, the step with them and two models
+    with them; invariants, direction, no NaN."""
     r = run_dnc(script="dnc-debug.py")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
@@ -999,6 +1000,12 @@ def test_dnc_debug_passes():
                   "one whole memory step, --dealloc, a batch row at a time",
                   "one whole memory step, --mask --dealloc --sharpen --stop-usage-grad"):
         assert f"-- {check} --" in out
+    for check in ("sparsified weighting (--sparse-links 3)", "sparse link matrix update (--sparse-links 3)",
+                  "sparse forward/backward weightings (--sparse-links 3)", "one whole memory step, --sparse-links 3"):
+        assert f"-- {check} --" in out
+    assert re.search(r"'controller': 'lstm'.*'sharpen': False.*'sparse_links': 3\}, on characters", out)
+    assert re.search(r"'controller': 'feedforward'.*'sharpen': True, 'mask': True, 'dealloc': True.*"
+                     r"'sparse_links': 3\}, on repeat-copy", out)
     assert "-- controller layer, LSTM cell --" in out and "-- controller layer, feedforward ReLU --" in out
     assert "-- input product of bit channels, x W_x --" in out and "-- bit-wise sigmoid cross-entropy, masked --" in out
     for title, n in (("the bit-wise loss --", 4), ("the bit-wise loss, --sharpen --", 4),
@@ -1007,8 +1014,9 @@ def test_dnc_debug_passes():
         assert out.count(f"-- the same on repeat-copy episodes in the bit form (5 channels in, 4 out), {title}\n") == n
     assert re.search(r"-- allocation: recursive doubling equals the plain reverse loop --\n"
                      r"   N = 1, 2, 5, 6, 16, 33: largest difference \S+ of the largest entry \(bar 1e-12\)  ok\n", out)
-    models = re.findall(r"^-- \{'hidden': 6, 'layers': (\d), 'controller': '(\w+)', .*'stop_usage_grad': (\w+), "
-                        r"'sharpen': (\w+), 'mask': (\w+), 'dealloc': (\w+), 'dropout': 0.25,", out, re.M)
+    models = re.findall(r"^-- \{(?!.*sparse_links)'hidden': 6, 'layers': (\d), 'controller': '(\w+)', "
+                        r".*'stop_usage_grad': (\w+), 'sharpen': (\w+), 'mask': (\w+), 'dealloc': (\w+), "
+                        r"'dropout': 0.25,", out, re.M)
     plain = [("1", "lstm"), ("2", "lstm"), ("1", "feedforward"), ("2", "feedforward")]
     assert models == ([(*m, "False", "False", "False", "False") for m in plain]
                       + [(*m, "False", "True", "False", "False") for m in plain]
@@ -1018,17 +1026,20 @@ def test_dnc_debug_passes():
                          ("2", "feedforward", "True", "True", "False", "False"),
                          ("2", "feedforward", "True", "True", "True", "True")])
     errors = [float(e) for e in re.findall(r"max relative error (\S+)\n", out)]
-    # 14 memory ops, 4 of --sharpen and 7 of --mask / --dealloc, 2 controller layers, 2 of the bit
-    # form; 10 models on text (4 plain, 4 with --sharpen, 2 with --mask --dealloc) and the 10 on
-    # bits; 3 with --stop-usage-grad
-    assert len(errors) == 52 and max(errors) < TOL
+    # 14 memory ops, 4 of --sharpen, 7 of --mask / --dealloc and 4 of --sparse-links, 2 controller
+    # layers, 2 of the bit form; 10 models on text (4 plain, 4 with --sharpen, 2 with --mask
+    # --dealloc) and the 10 on bits; 3 with --stop-usage-grad; 2 with --sparse-links
+    assert len(errors) == 58 and max(errors) < TOL
     m = re.fullmatch(r"gradcheck: max relative error (\S+) over (\d+) parameters: PASS", out.strip().splitlines()[-1])
     # the inputs of the 18 ops (68 + 3), of the 4 of --sharpen (2 + 2 + 18 + 17) and of the 7 of
     # --mask / --dealloc (4 + 5 + 2 + 18 + 16 + 16 + 19); the parameters of the 4 models
     # (9 + 14 + 8 + 12), four times (text and bits, without and with --sharpen), of the two with
-    # --mask --dealloc twice (9 + 12), and of three once more with --stop-usage-grad (9 + 12 + 12)
-    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 80 + 4 * 43 + 2 * 21 + 33, out[-500:]
+    # --mask --dealloc twice (9 + 12), and of three once more with --stop-usage-grad (9 + 12 + 12);
+    # the inputs of the 4 of --sparse-links (1 + 3 + 2 + 16) and the parameters of its 2 models (9 + 12)
+    assert m and float(m.group(1)) < TOL and int(m.group(2)) == 71 + 39 + 80 + 4 * 43 + 2 * 21 + 33 + 22 + 21, \
+        out[-500:]
     assert "sharpened weightings |sum - 1|" in out and "--sharpen: zero memory rows" in out
+    assert "links per row or column - K" in out and "--sparse-links 3: zero memory rows" in out
 
 
 def test_dnc_debug_with_blocks_of_one_row(capfd):

@@ -1,0 +1,169 @@
+"""How a DNC training step grows with the memory N: dense links, --sparse-links K, and
+pytorch-dnc's dense DNC, side by side (docs/dnc.md §4.4, §11).
+
+    python benchmarks/scaling.py                  # N 16, 64, 256, 1024, 4096; K 8
+    python benchmarks/scaling.py --quick          # N 16, 64, 256, one timed step a cell
+    python benchmarks/scaling.py --sizes 16,1024 --repeats 3 --no-peers
+
+Every cell (a model at one N) runs in a fresh subprocess, on one thread (numpy's BLAS and
+torch's), and reports:
+    ms/step   the median over --repeats timed training iterations, after one untimed:
+              forward and backward of one window (--batch rows of --seq characters), the
+              global-norm clip and the Adagrad update, i.e. compare.py's iteration
+    peak MiB  the subprocess's peak resident memory (resource.getrusage ru_maxrss), the
+              interpreter, numpy and, where installed, torch (compare.py imports it: about
+              240 MiB in all on every side then, 45 without torch) included
+The model is compare.py's DNC (LSTM controller of 128, W 16, R 4, float32) on its text.
+A cell whose estimated memory exceeds --budget-gib is not run but marked as not fitting:
+ours by dnc-numpy.py's memory_floats (what check_fits refuses sizes by; the dense links of
+batch 32 at N 4096 are 2 GiB a step), pytorch-dnc's by twice our dense estimate (it keeps
+more of each step for autograd). Then the ratios the issue's targets name: sparse N 1024 /
+sparse N 16 (at most 5), dense N 1024 / sparse N 1024 and pytorch-dnc N 1024 / sparse N 1024
+(each at least 20). The optional peer is found as compare.py finds it (torch and the `dnc`
+package importable: run this script with the Python that has them, e.g. /work/bench-venv).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy and torch load
+    os.environ[var] = "1"
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import compare  # noqa: E402  (the text, our training iteration and the pytorch-dnc peer)
+
+common, machine = compare.common, compare.machine
+dnc = common.load_script("dnc-numpy.py")
+SIZES, QUICK_SIZES = (16, 64, 256, 1024, 4096), (16, 64, 256)
+KINDS = ("dense", "sparse", "pytorch-dnc")
+
+
+def model_cfg(N, K):
+    """compare.py's DNC sizes at memory N, with --sparse-links K (0: dense)."""
+    cfg = {"hidden": 128, "layers": 1, "memory": N, "width": 16, "reads": 4}
+    return cfg if not K else dict(cfg, **{"sparse-links": K})
+
+
+def estimate_gib(kind, N, K, B, S, V):
+    """The memory a cell would need, by dnc-numpy.py's memory_floats (float32)."""
+    cfg = {"hidden": 128, "layers": 1, "controller": "lstm", "memory": N, "width": 16, "reads": 4,
+           "sparse_links": K if kind == "sparse" else 0}
+    gib = dnc.memory_floats(cfg, V, B, S) * 4 / 2 ** 30
+    return 2 * gib if kind == "pytorch-dnc" else gib
+
+
+def run_cell(kind, N, K, B, S, repeats):
+    """In the subprocess: build the model, one untimed iteration, `repeats` timed ones.
+    -> dict ms (median), peak_mib"""
+    text, _ = compare.load_text()
+    vocab = common.Vocab(text)
+    train_ids, _ = common.split_data(vocab.encode(text), compare.VAL_FRAC, S)
+    V = len(vocab)
+    config = compare.Config(f"DNC N{N}", "dnc", model_cfg(N, K if kind == "sparse" else 0), B, S, None)
+    if kind == "pytorch-dnc":
+        compare.torch.set_num_threads(1)
+        runner = compare.TorchDNCPeer(config, train_ids, V)
+    else:
+        machine.keep_freed_memory()  # as the scripts do
+        runner = compare.Ours(config, train_ids, V)
+    runner.iteration()  # first-call costs stay out of the timing
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        runner.iteration()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    return {"ms": 1000 * statistics.median(times), "peak_mib": peak}
+
+
+def cell(kind, N, args, V):
+    """One cell, in a fresh subprocess unless it cannot fit or its peer is missing -> dict"""
+    if kind == "pytorch-dnc" and (args.no_peers or compare.DNC_MISSING):
+        return {"note": "not available (--no-peers)" if args.no_peers else compare.DNC_MISSING}
+    need = estimate_gib(kind, N, args.K, args.batch, args.seq, V)
+    if need > args.budget_gib:
+        return {"note": f"does not fit (about {need:.1f} GiB > {args.budget_gib:g})"}
+    cmd = [sys.executable, os.path.abspath(__file__), "--cell", kind, str(N), "--K", str(args.K),
+           "--batch", str(args.batch), "--seq", str(args.seq), "--repeats", str(args.repeats)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"note": "error: " + (p.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def table(args, results):
+    names = {"dense": "dense", "sparse": f"sparse K {args.K}", "pytorch-dnc": "pytorch-dnc (dense)"}
+    lines = [f"DNC training step (LSTM 128, W 16, R 4, float32), batch {args.batch}, seq {args.seq}, one thread; "
+             f"median of {args.repeats} timed step(s) after one untimed; peak = the subprocess's max RSS", "",
+             "| N | " + " | ".join(f"{names[k]} ms/step | {names[k]} peak MiB" for k in KINDS) + " |",
+             "|---:|" + "---:|---:|" * len(KINDS)]
+    for N in args.sizes:
+        cells = []
+        for kind in KINDS:
+            r = results[kind, N]
+            if "ms" in r:
+                cells += [f"{r['ms']:,.{0 if r['ms'] >= 100 else 1}f}", f"{r['peak_mib']:,.0f}"]
+            else:
+                cells += [r["note"], ""]
+        lines.append(f"| {N} | " + " | ".join(cells) + " |")
+
+    def ratio(a, b, target, more):
+        ra, rb = results.get(a, {}), results.get(b, {})
+        if "ms" not in ra or "ms" not in rb:
+            return "not measured"
+        x = ra["ms"] / rb["ms"]
+        ok = x >= target if more else x <= target
+        return f"{x:.1f}x (target {'at least' if more else 'at most'} {target:g}x: {'met' if ok else 'NOT met'})"
+
+    lines += ["", f"- sparse N 1024 / sparse N 16: {ratio(('sparse', 1024), ('sparse', 16), 5, False)}",
+              f"- dense N 1024 / sparse N 1024: {ratio(('dense', 1024), ('sparse', 1024), 20, True)}",
+              f"- pytorch-dnc N 1024 / sparse N 1024: {ratio(('pytorch-dnc', 1024), ('sparse', 1024), 20, True)}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")], help="memory sizes N (default "
+                   f"{','.join(map(str, SIZES))}; --quick {','.join(map(str, QUICK_SIZES))})")
+    p.add_argument("--K", type=common.positive_int, default=8, help="K of --sparse-links (default 8)")
+    p.add_argument("--batch", type=common.positive_int, default=32)
+    p.add_argument("--seq", type=common.positive_int, default=16)
+    p.add_argument("--repeats", type=common.positive_int, help="timed steps a cell (default 3, --quick 1)")
+    p.add_argument("--quick", action="store_true", help="N up to 256, one timed step a cell")
+    p.add_argument("--no-peers", action="store_true", help="leave pytorch-dnc out even if it is installed")
+    p.add_argument("--budget-gib", type=common.positive_float, help="cells estimated above this are not run "
+                   "(default: half of the memory available now)")
+    p.add_argument("--out", help="also write the table to this markdown file")
+    p.add_argument("--cell", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # the subprocess's part
+    args = p.parse_args(argv)
+    if args.cell:
+        print(json.dumps(run_cell(args.cell[0], int(args.cell[1]), args.K, args.batch, args.seq, args.repeats)))
+        return 0
+    args.sizes = args.sizes or list(QUICK_SIZES if args.quick else SIZES)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    have = machine.available_memory()
+    args.budget_gib = args.budget_gib or (have / 2 ** 31 if have else 4.0)
+    text, _ = compare.load_text()
+    V = len(common.Vocab(text))
+    results = {}
+    for N in args.sizes:
+        for kind in KINDS:
+            results[kind, N] = r = cell(kind, N, args, V)
+            print(f"N {N} {kind}: {r}", file=sys.stderr, flush=True)
+    out = table(args, results)
+    print(out, end="")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(out)
+    return 1 if any(r.get("note", "").startswith("error") for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
