@@ -143,7 +143,7 @@ def test_cli_series_copy_trains_and_evaluates_more_sequences(tmp_path):
     assert "'memory': 10" in p.stdout  # the task's N
     p = run_script("dnc", "--load", path, "--eval-lengths", "2,4", "--episodes", 10, "--show")
     assert p.returncode == 0, p.stderr
-    rows = re.findall(r"^ +(\d+) +[\d.]+ +[\d.]+ +[\d.]+%$", p.stdout, re.M)  # length, wrong bits, bits, solved
+    rows = re.findall(r"^ +(\d+) +[\d.]+ +[\d.]+ +[\d.]+%\s", p.stdout, re.M)  # length, wrong bits, bits, solved
     assert rows == ["2", "4"]
     assert "free gates f" in p.stdout and "usage u" in p.stdout
     p = run_script("dnc", "--load", path, "--item-length", "1-3", "--iters", 1, "--no-save")
