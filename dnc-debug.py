@@ -376,19 +376,6 @@ def check_op(name, inputs, fwd, bwd, checks, rng, h, choices=None):
 # 2. The whole model with --stop-usage-grad, and with --sparse-links
 
 
-def open_gates(cfg, shift=3.0):
-    """-> prepare(params) for common.check_model_gradients: the write and allocation gates'
-    biases raised by `shift`, so that the writes are sharp (allocation is, from an empty
-    memory) and links of --sparse-links K pass their threshold 1/K: with the random
-    params' diffuse writes every link would be dropped, and the links' gradient not checked."""
-    at = dnc.interface_layout(cfg["reads"], cfg["width"], cfg.get("sharpen", False), cfg.get("mask", False))
-
-    def prepare(params):
-        params["bxi"][at["alloc_gate"]] += shift
-        params["bxi"][at["write_gate"]] += shift
-    return prepare
-
-
 def check_model_stop_usage_grad(cfg, V, B, S, checks, seed):
     """The whole model with --stop-usage-grad (§8), every parameter, against central
     differences of the model whose gradient the flag gives: one in which the w^w_{t-1} of
@@ -461,8 +448,8 @@ def run_steps(cfg, V, T, B, rng, strength_shift=0.0, prepare=None):
 
 
 def check_invariants(cfg, rng):
-    """With --sparse-links, the gates opened (open_gates), so that links pass the threshold."""
-    _, run = run_steps(cfg, 7, 30, 4, rng, prepare=open_gates(cfg) if cfg.get("sparse_links") else None)
+    """With --sparse-links, the gates opened (dnc.open_gates), so that links pass the threshold."""
+    _, run = run_steps(cfg, 7, 30, 4, rng, prepare=dnc.open_gates(cfg) if cfg.get("sparse_links") else None)
     tol = 1e-12
     worst = {"read weighting sum - 1": -1.0, "write weighting sum - write gate": -1.0,
              "allocation sum - 1": -1.0, "precedence sum - 1": -1.0, "link outside [0, 1]": 0.0,
@@ -628,7 +615,7 @@ def main(argv=None):
         bits = {} if episodes is None else {"V": task.V_in, "V_out": task.V_out, "episodes": episodes,
                                              "loss": common.sigmoid_cross_entropy}
         e, n = common.check_model_gradients(dnc, cfg, **{"V": 7, "B": B, "S": args.seq, **bits}, checks=args.checks,
-                                            seed=args.seed, tol=TOL, prepare=open_gates(cfg))
+                                            seed=args.seed, tol=TOL, prepare=dnc.open_gates(cfg))
         print(f"   max relative error {e:.3e}")
         worst, count = max(worst, e), count + n
 

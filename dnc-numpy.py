@@ -1108,6 +1108,20 @@ def init_params(cfg, V, rng, dtype, V_out=None):
     return {k: v.astype(dtype) for k, v in p.items()}
 
 
+def open_gates(cfg, shift=3.0):
+    """-> prepare(params): the write and allocation gates' biases raised by `shift`, so that
+    writes are sharp (allocation is, from an empty memory) and the links of --sparse-links K
+    pass their threshold 1/K. For gradient checks (--gradcheck, dnc-debug.py): with random
+    parameters the writes are diffuse, every sparse link is dropped, and the links' gradient
+    would go unchecked."""
+    at = interface_layout(cfg["reads"], cfg["width"], cfg.get("sharpen", False), cfg.get("mask", False))
+
+    def prepare(params):
+        params["bxi"][at["alloc_gate"]] += shift
+        params["bxi"][at["write_gate"]] += shift
+    return prepare
+
+
 def init_state(cfg, params, B):
     """All zeros (§0), batch on axis 0: the memory's state and reads, and the LSTM
     controller's h and c of each layer (the feedforward controller carries nothing).

@@ -797,13 +797,16 @@ def gradcheck_mode(model, args, task):
     loss_name = {"bits": "bit-wise sigmoid cross-entropy", "tokens": "softmax cross-entropy"}
     print(f"{model.KIND} gradient check, float64, sizes {model.config(args)}"
           + (f", {task.describe()}, --io {task.io}, its masked loss ({loss_name[task.io]})" if task else ""))
+    # the DNC's sparse links pass their threshold only where writes are sharp: gates opened
+    prepare = model.open_gates(cfg) if cfg.get("sparse_links") else None
     if task is None:  # a random text, from a carried state
-        worst, count = common.check_model_gradients(model, cfg, V=7, checks=args.checks, seed=args.seed, tol=tol)
+        worst, count = common.check_model_gradients(model, cfg, V=7, checks=args.checks, seed=args.seed, tol=tol,
+                                                    prepare=prepare)
     else:  # episodes of the task in its form, from a zero state, with the form's loss
         episodes = task.episodes(np.random.default_rng(args.seed), 3)
         worst, count = common.check_model_gradients(model, cfg, V=task.V_in, V_out=task.V_out, checks=args.checks,
                                                     seed=args.seed, tol=tol, episodes=episodes,
-                                                    loss=common.LOSSES[task.io])
+                                                    loss=common.LOSSES[task.io], prepare=prepare)
     return 0 if common.gradcheck_verdict(worst, count, tol) else 1
 
 

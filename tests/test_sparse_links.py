@@ -24,16 +24,6 @@ def cfg_of(K, controller="lstm", layers=1, N=6, sharpen=False):
             "stop_usage_grad": False, "sharpen": sharpen, "sparse_links": K, "dropout": 0.0}
 
 
-def open_gates(cfg, shift=3.0):
-    """Raise the write and allocation gates' biases: sharp writes, links above 1/K."""
-    at = dnc.interface_layout(cfg["reads"], cfg["width"], cfg["sharpen"])
-
-    def prepare(params):
-        params["bxi"][at["alloc_gate"]] += shift
-        params["bxi"][at["write_gate"]] += shift
-    return prepare
-
-
 def sharp_weighting(rng, B, N, total=0.9):
     """Rows of a few large entries and many small ones, all distinct, summing to total."""
     w = rng.random((B, N)) ** 4 + 0.01
@@ -163,7 +153,7 @@ def test_sparse_directional_is_the_dense_products_and_its_vjp():
 def test_model_gradients_with_sparse_links(controller, layers, sharpen):
     """K 3 < N 6, from a carried state on characters, the gates opened so that links live."""
     cfg = cfg_of(3, controller, layers, sharpen=sharpen)
-    worst, _ = common.check_model_gradients(dnc, cfg, V=V, B=2, S=5, checks=12, prepare=open_gates(cfg))
+    worst, _ = common.check_model_gradients(dnc, cfg, V=V, B=2, S=5, checks=12, prepare=dnc.open_gates(cfg))
     assert worst < TOL
 
 
@@ -172,8 +162,20 @@ def test_model_gradients_with_sparse_links_fail_on_a_wrong_link_backward(monkeyp
     real = dnc.sparse_link_backward
     monkeypatch.setattr(dnc, "sparse_link_backward", lambda d, c: (lambda a, b, p: (a, 0 * b, p))(*real(d, c)))
     cfg = cfg_of(3)
-    worst, _ = common.check_model_gradients(dnc, cfg, V=V, B=2, S=5, checks=12, prepare=open_gates(cfg))
+    worst, _ = common.check_model_gradients(dnc, cfg, V=V, B=2, S=5, checks=12, prepare=dnc.open_gates(cfg))
     assert worst > 1e-3
+
+
+def test_cli_gradcheck_with_sparse_links_checks_the_links(monkeypatch, capsys):
+    """--gradcheck --sparse-links opens the write gates (dnc.open_gates), so that links pass
+    1/K and a wrong link backward fails it (exit 1) where the right one passes (exit 0)."""
+    import train
+    argv = ["--gradcheck", "--sparse-links", "3", "--hidden", "6", "--memory", "6", "--width", "4", "--reads", "2"]
+    assert train.run(dnc, train.make_parser(dnc, "test", {}).parse_args(argv), {}) == 0
+    real = dnc.sparse_link_backward
+    monkeypatch.setattr(dnc, "sparse_link_backward", lambda d, c: (lambda a, b, p: (a, 0 * b, p))(*real(d, c)))
+    assert train.run(dnc, train.make_parser(dnc, "test", {}).parse_args(argv), {}) == 1
+    assert capsys.readouterr().out.strip().endswith("FAIL")
 
 
 def test_discrete_choices_hold_the_sparse_selections():
@@ -189,7 +191,7 @@ def test_k_at_least_n_is_the_dense_model(K, sharpen):
     logits, the final state (the links made dense) and every gradient."""
     dense_cfg, sparse_cfg = cfg_of(0, sharpen=sharpen), cfg_of(K, sharpen=sharpen)
     params, rng = random_dnc_params(dnc, dense_cfg, V)
-    open_gates(dense_cfg)(params)
+    dnc.open_gates(dense_cfg)(params)
     ids = rng.integers(0, V, (13, 3))
     out = {}
     for name, cfg in (("dense", dense_cfg), ("sparse", sparse_cfg)):
@@ -215,7 +217,7 @@ def test_a_row_zeroed_by_reset_rows_runs_as_the_zero_state(K):
     and gradients as init_state's distinct indices 0 .. K-1."""
     cfg = cfg_of(K)
     params, rng = random_dnc_params(dnc, cfg, V)
-    open_gates(cfg)(params)
+    dnc.open_gates(cfg)(params)
     ids = rng.integers(0, V, (10, 2))
     fresh = dnc.init_state(cfg, params, 2)
     reset = common.copy_state(fresh)
@@ -266,7 +268,7 @@ def test_no_nan_from_an_empty_memory_and_zero_weightings():
     unguarded), through the loss and the backward."""
     cfg = cfg_of(3)
     params, rng = random_dnc_params(dnc, cfg, V)
-    open_gates(cfg, shift=-60)(params)  # write gate sigmoid(-60): w^w of 1e-26
+    dnc.open_gates(cfg, shift=-60)(params)  # write gate sigmoid(-60): w^w of 1e-26
     params["bxi"][dnc.interface_layout(2, 4)["write_gate"]] = -800  # and exactly 0 in float64
     ids = rng.integers(0, V, (7, 2))
     loss, grads, state = common.loss_and_grads(dnc, params, ids[:-1], ids[1:], dnc.init_state(cfg, params, 2), cfg)
