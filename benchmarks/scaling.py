@@ -20,7 +20,7 @@ batch 32 at N 4096 are 2 GiB a step), pytorch-dnc's by twice our dense estimate 
 more of each step for autograd). Then the ratios the issue's targets name: sparse N 1024 /
 sparse N 16 (at most 5), dense N 1024 / sparse N 1024 and pytorch-dnc N 1024 / sparse N 1024
 (each at least 20). The optional peer is found as compare.py finds it (torch and the `dnc`
-package importable: run this script with the Python that has them, e.g. /work/bench-venv).
+package importable: run this script with the Python that has them, e.g. the bench-venv of benchmarks/README.md).
 """
 import argparse
 import json
