@@ -1,5 +1,6 @@
 """Shared fixtures: the project root on sys.path, the model scripts loaded as modules,
 small generated texts, and a helper that runs a script as a user would."""
+import io
 import os
 import random
 import subprocess
@@ -155,3 +156,29 @@ def random_dnc_params(dnc, cfg, V, seed=0, noise=0.3):
     for v in params.values():
         v += noise * rng.standard_normal(v.shape)
     return params, rng
+
+
+def resume_runs(d, base, options, first, then, plain=None):
+    """The exact-resume experiment of an option: `first + then` iterations in one run (one.npz),
+    and `first`, then `then` more from its checkpoint without naming the options again (two.npz:
+    the checkpoint's cfg must carry them); with plain, also a run of that many iterations without
+    the options (plain.npz). base: the run's other arguments. -> runs {name: CompletedProcess},
+    each asserted to have exited 0."""
+    runs = {"one": run_script("dnc", *base, *options, "--iters", first + then, "--save", d / "one.npz"),
+            "first": run_script("dnc", *base, *options, "--iters", first, "--save", d / "two.npz")}
+    runs["second"] = run_script("dnc", *base, "--iters", then, "--load", d / "two.npz", "--save", d / "two.npz")
+    if plain:
+        runs["plain"] = run_script("dnc", *base, "--iters", plain, "--save", d / "plain.npz")
+    for name, p in runs.items():
+        assert p.returncode == 0, (name, p.stderr)
+    return runs
+
+
+def assert_model_gradients(model, cfg, V, tol, **kwargs):
+    """common.check_model_gradients on every parameter of the model, from a carried state:
+    each parameter checked (none all-zero, none skipped) and the worst error under tol."""
+    out = io.StringIO()
+    worst, count = common.check_model_gradients(model, cfg, V=V, out=out, **kwargs)
+    assert count == len(model.init_params(cfg, V, numpy.random.default_rng(0), numpy.float64))
+    assert "ALL-ZERO" not in out.getvalue() and "not checked" not in out.getvalue()
+    assert worst < tol, out.getvalue()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import common
-from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, stderr_lines
+from conftest import arrays, assert_same_arrays, random_dnc_params, resume_runs, run_script, stderr_lines
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -217,13 +217,9 @@ def copy_runs(tmp_path_factory):
     """60 iterations in one run, and 40 then 20 more from the checkpoint (naming the same
     controller again); an LSTM-controlled DNC of 2 iterations beside them."""
     d = tmp_path_factory.mktemp("controller")
-    ff = [*COPY, "--controller", "feedforward"]
-    runs = {"one": run_script("dnc", *ff, "--iters", 60, "--save", d / "one.npz"),
-            "first": run_script("dnc", *ff, "--iters", 40, "--save", d / "two.npz")}
-    runs["second"] = run_script("dnc", *ff, "--iters", 20, "--load", d / "two.npz", "--save", d / "two.npz")
+    runs = resume_runs(d, [*COPY, "--controller", "feedforward"], [], 40, 20)
     runs["lstm"] = run_script("dnc", *COPY, "--iters", 2, "--save", d / "lstm.npz")
-    for name, p in runs.items():
-        assert p.returncode == 0, (name, p.stderr)
+    assert runs["lstm"].returncode == 0, runs["lstm"].stderr
     return d, runs
 
 

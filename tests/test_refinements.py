@@ -18,7 +18,7 @@ import pytest
 
 import common
 import train
-from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, stderr_lines, vjp_errors
+from conftest import arrays, assert_model_gradients, assert_same_arrays, random_dnc_params, resume_runs, run_script, stderr_lines, vjp_errors
 
 dnc = common.load_script("dnc-numpy.py")
 debug = common.load_script("dnc-debug.py")
@@ -216,11 +216,7 @@ def test_dealloc_sends_the_write_adjoint_into_the_free_gates():
 def test_model_gradients(controller, layers, mask, dealloc, sharpen):
     """Every parameter against central differences, from a carried state, on characters."""
     cfg = cfg_of(controller, layers, mask=mask, dealloc=dealloc, sharpen=sharpen)
-    out = io.StringIO()
-    worst, count = common.check_model_gradients(dnc, cfg, V=V, S=5, checks=12, out=out)
-    assert count == len(dnc.init_params(cfg, V, np.random.default_rng(0), np.float64))
-    assert "ALL-ZERO" not in out.getvalue() and "not checked" not in out.getvalue()
-    assert worst < TOL, out.getvalue()
+    assert_model_gradients(dnc, cfg, V, TOL, S=5, checks=12)
 
 
 def test_model_gradients_on_a_series_copy_episode():
@@ -396,13 +392,7 @@ def series_runs(tmp_path_factory):
     the checkpoint (the second run not naming them: the checkpoint's cfg carries them); and a
     plain run's checkpoint."""
     d = tmp_path_factory.mktemp("refinements")
-    runs = {"one": run_script("dnc", *SERIES, "--mask", "--dealloc", "--iters", 30, "--save", d / "one.npz"),
-            "first": run_script("dnc", *SERIES, "--mask", "--dealloc", "--iters", 20, "--save", d / "two.npz"),
-            "plain": run_script("dnc", *SERIES, "--iters", 2, "--save", d / "plain.npz")}
-    runs["second"] = run_script("dnc", *SERIES, "--iters", 10, "--load", d / "two.npz", "--save", d / "two.npz")
-    for name, p in runs.items():
-        assert p.returncode == 0, (name, p.stderr)
-    return d, runs
+    return d, resume_runs(d, SERIES, ["--mask", "--dealloc"], 20, 10, plain=2)
 
 
 def test_cli_refinements_record_and_resume_bit_for_bit(series_runs):

@@ -17,7 +17,7 @@ import pytest
 
 import common
 import train
-from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, vjp_errors
+from conftest import arrays, assert_model_gradients, assert_same_arrays, random_dnc_params, resume_runs, run_script, vjp_errors
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -199,11 +199,7 @@ def test_memory_step_with_sharpen_vjp(stop):
 def test_model_gradients_with_sharpen(controller, layers):
     """Every parameter against central differences, from a carried state, on characters."""
     cfg = cfg_of(controller, layers, H=5)
-    out = io.StringIO()
-    worst, count = common.check_model_gradients(dnc, cfg, V=V, S=5, checks=12, out=out)
-    assert count == len(dnc.init_params(cfg, V, np.random.default_rng(0), np.float64))
-    assert "ALL-ZERO" not in out.getvalue() and "not checked" not in out.getvalue()
-    assert worst < TOL, out.getvalue()
+    assert_model_gradients(dnc, cfg, V, TOL, S=5, checks=12)
 
 
 def test_model_gradients_with_sharpen_from_a_zero_state():
@@ -330,12 +326,7 @@ def copy_runs(tmp_path_factory):
     """60 iterations of --task copy --sharpen in one run, and 40 then 20 more from the
     checkpoint (the second run not naming --sharpen: the checkpoint's cfg carries it)."""
     d = tmp_path_factory.mktemp("sharpen")
-    runs = {"one": run_script("dnc", *COPY, "--sharpen", "--iters", 60, "--save", d / "one.npz"),
-            "first": run_script("dnc", *COPY, "--sharpen", "--iters", 40, "--save", d / "two.npz")}
-    runs["second"] = run_script("dnc", *COPY, "--iters", 20, "--load", d / "two.npz", "--save", d / "two.npz")
-    for name, p in runs.items():
-        assert p.returncode == 0, (name, p.stderr)
-    return d, runs
+    return d, resume_runs(d, COPY, ["--sharpen"], 40, 20)
 
 
 def test_cli_copy_with_sharpen_trains_records_it_and_resumes_bit_for_bit(copy_runs):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import common
-from conftest import arrays, assert_same_arrays, random_dnc_params, run_script, stderr_lines, vjp_errors
+from conftest import arrays, assert_same_arrays, random_dnc_params, resume_runs, run_script, stderr_lines, vjp_errors
 
 dnc = common.load_script("dnc-numpy.py")
 TOL = 1e-6
@@ -301,13 +301,7 @@ def copy_runs(tmp_path_factory):
     the checkpoint (the second not naming --sparse-links: the checkpoint's cfg carries it),
     and a dense run to refuse."""
     d = tmp_path_factory.mktemp("sparse")
-    runs = {"one": run_script("dnc", *COPY, "--sparse-links", 3, "--iters", 40, "--save", d / "one.npz"),
-            "first": run_script("dnc", *COPY, "--sparse-links", 3, "--iters", 20, "--save", d / "two.npz"),
-            "dense": run_script("dnc", *COPY, "--iters", 2, "--save", d / "dense.npz")}
-    runs["second"] = run_script("dnc", *COPY, "--iters", 20, "--load", d / "two.npz", "--save", d / "two.npz")
-    for name, p in runs.items():
-        assert p.returncode == 0, (name, p.stderr)
-    return d, runs
+    return d, resume_runs(d, COPY, ["--sparse-links", 3], 20, 20, plain=2)
 
 
 def test_cli_copy_with_sparse_links_records_k_and_resumes_bit_for_bit(copy_runs):
@@ -337,7 +331,7 @@ def one_error_line(p):
 
 def test_cli_another_k_or_a_dense_checkpoint_is_refused_in_one_line(copy_runs):
     d, _ = copy_runs
-    line = one_error_line(run_script("dnc", "--load", d / "dense.npz", "--sparse-links", 4, "--iters", 1))
-    assert "dense.npz was trained with dense links; drop --sparse-links 4 or start a new run" in line
+    line = one_error_line(run_script("dnc", "--load", d / "plain.npz", "--sparse-links", 4, "--iters", 1))
+    assert "plain.npz was trained with dense links; drop --sparse-links 4 or start a new run" in line
     line = one_error_line(run_script("dnc", "--load", d / "one.npz", "--sparse-links", 5, "--eval-lengths", 3))
     assert "one.npz was trained with --sparse-links 3; drop --sparse-links 5" in line
