@@ -224,11 +224,12 @@ def sparse_link_ops(B, N, W, R, rng):
     rows = np.argsort(rng.random((B, N)), -1)[:, :K]  # (B, K) supp(w^): distinct rows
     w_hat = np.zeros((B, N))
     w_hat[b, rows] = 0.9 * rng.dirichlet(np.ones(K) * 0.5, B)
-    p_hat = np.zeros((B, N))
-    p_hat[b, np.argsort(rng.random((B, N)), -1)[:, :K]] = 0.95 * rng.dirichlet(np.ones(K) * 0.5, B)
+    p_hat, cols = np.zeros((B, N)), np.argsort(rng.random((B, N)), -1)[:, :K]  # cols: supp(p^)
+    p_hat[b, cols] = 0.95 * rng.dirichlet(np.ones(K) * 0.5, B)
     idx_prev = np.argsort(rng.random((B, N, N)), -1)[:, :, :K]  # distinct columns in each row
     val_prev = rng.uniform(0.05, 0.6, (B, N, K)) * (idx_prev != np.arange(N)[:, None])
     idx = np.argsort(rng.random((B, N, N)), -1)[:, :, :K]
+    live = rng.random((B, N, K)) < 0.7  # the slots not live are skipped: their values pass nothing
 
     # one whole memory step from the state of a few earlier steps with the gates open, so
     # that the writes are sharp and links pass the threshold
@@ -264,12 +265,12 @@ def sparse_link_ops(B, N, W, R, rng):
          lambda c: np.sort(c.keep, -1)),
         (f"sparse link matrix update (--sparse-links {K})", {"val_prev": val_prev, "ww": w_hat, "p_prev": p_hat},
          lambda I: (lambda i, v, c: ((v,), c))(*dnc.sparse_link_forward(idx_prev, I["val_prev"], I["ww"], rows,
-                                                                         I["p_prev"])),
+                                                                         I["p_prev"], cols)),
          lambda d, c: names("val_prev", "ww", "p_prev")(d, dnc.sparse_link_backward(d[0], c)),
          lambda c: np.sort(np.where(c.live, c.idx, N), -1)),
         (f"sparse forward/backward weightings (--sparse-links {K})",
          {"val": rng.random((B, N, K)), "wr_prev": random_weighting(rng, (B, R, N))},
-         lambda I: (lambda f, b, c: ((f, b), c))(*dnc.sparse_directional_forward(idx, I["val"], I["wr_prev"])),
+         lambda I: (lambda f, b, c: ((f, b), c))(*dnc.sparse_directional_forward(idx, I["val"], live, I["wr_prev"])),
          lambda d, c: names("val", "wr_prev")(d, dnc.sparse_directional_backward(d[0], d[1], c)),
          None),
         (f"one whole memory step, --sparse-links {K}",

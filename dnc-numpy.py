@@ -602,51 +602,78 @@ def sparsify_backward(dw_hat, cache):
 class SparseLinkCache(NamedTuple):
     idx_prev: np.ndarray  # (B, N, K) int the slots' columns of L^_{t-1}
     val_prev: np.ndarray  # (B, N, K) their values
+    pos: np.ndarray  # (E,) int the live entries of L^_{t-1} in the rows outside supp(w^), flat positions
     ww: np.ndarray  # (B, N) w^, the sparsified write weighting
     p_prev: np.ndarray  # (B, N) p^_{t-1}, the sparsified precedence
     rows: np.ndarray  # (B, K) int the rows of supp(w^): those that get new entries
+    cand: np.ndarray  # (B, K, 2K) int their candidate columns: their K slots', then supp(p^)'s K
+    once: np.ndarray  # (B, K, 2K) bool the first candidate of each column (candidates())
+    L_cand: np.ndarray  # (B, K, 2K) L^_{t-1} at the candidates (0 at supp(p^)'s)
+    pick: np.ndarray  # (B, K, K) int the K candidates each row keeps in its slots
     idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
-    live: np.ndarray  # (B, N, K) bool the new entries the gradient flows through
+    live: np.ndarray  # (B, N, K) bool the entries of L^_t that carry a link (and the gradient)
 
 
-def block_rows(idx, val, rows, N):
-    """The rows `rows` (B, K) of a sparse link matrix (idx, val (B, N, K)) as a dense block
-    (B, K, N): each row's slots scattered to their columns (distinct, so no sums)."""
-    B, K = rows.shape
-    b = np.arange(B)[:, None]  # (B, 1)
-    block = np.zeros_like(val, shape=(B, K, N))
-    block[b[:, :, None], np.arange(K)[None, :, None], idx[b, rows]] = val[b, rows]
-    return block
+def slot_entries(idx, val, pos):
+    """Entries of slots idx, val (B, N, K) at flat positions pos (E,) -> at, to (E,) int:
+    their row i and column j as locations b N + i and b N + j; v (E,) their values."""
+    _, N, K = idx.shape
+    at = pos // K  # pos = (b N + i) K + k
+    return at, at // N * N + idx.reshape(-1)[pos], val.reshape(-1)[pos]
 
 
-def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev):
+def candidates(idx_prev, val_prev, rows, cols):
+    """The columns of the rows `rows` (B, K) of L^_{t-1} where L^_t can be non-zero: each row's
+    K slots, then the K columns `cols` (B, K) of supp(p^) -> cand (B, K, 2K) int, L^_{t-1}
+    there (0 at supp(p^)'s), and `once` (B, K, 2K) bool: the first candidate of each
+    column, which alone gets the column's update (a supp(p^) column the row has in a slot
+    already is the slot's; a row that common.reset_rows zeroed has column 0 in every slot)."""
+    b = np.arange(len(rows))[:, None]
+    old = idx_prev[b, rows]  # (B, K, K)
+    new = np.broadcast_to(cols[:, None, :], old.shape)
+    K = old.shape[-1]
+    earlier = np.tri(K, k=-1, dtype=bool)  # [k, k2]: slot k2 comes before slot k
+    first = ~((old[..., :, None] == old[..., None, :]) & earlier).any(-1)  # (B, K, K)
+    unseen = (new[..., :, None] != old[..., None, :]).all(-1)
+    cand, once = np.concatenate([old, new], -1), np.concatenate([first, unseen], -1)
+    return cand, np.concatenate([val_prev[b, rows], np.zeros_like(old, val_prev.dtype)], -1), once
+
+
+def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev, cols):
     """The link matrix update on the slots (§4.4):
         L^_t[i, j] = (1 - w^_i - w^_j) L^_{t-1}[i, j] + w^_i p^_{t-1}[j], zero diagonal,
     then, with K < N, every entry below 1/K set to 0 and each row kept in its K slots.
     idx_prev, val_prev (B, N, K); ww = w^, p_prev = p^_{t-1} (B, N) (sparsify_forward's);
-    rows (B, K) int: supp(w^) -> idx, val (B, N, K), cache
-    A row outside supp(w^) has w^_i = 0: its entries only decay, in their slots, O(N K).
-    The K rows of supp(w^) are scattered into a dense block (B, K, N), decayed, given the
-    outer product w^_i p^_j, their diagonal zeroed, thresholded and cut back to K slots:
-    O(K N) per batch row. With K >= N (N slots) nothing is thresholded and this is the
-    dense link_forward on the block of all N rows."""
+    rows, cols (B, K) int: supp(w^) and supp(p^) -> idx, val (B, N, K), cache
+    A row outside supp(w^) has w^_i = 0: its live entries only decay, in their slots, O(E)
+    for E of them. A row i of supp(w^) can be non-zero only at its K slots' columns and at
+    supp(p^)'s K: those 2K candidates are updated, their diagonal zeroed, thresholded, and
+    the K largest (all that pass 1/K, at most K of them) kept in the row's slots, O(K^2) a
+    row. With K >= N (N slots) nothing is thresholded, supp(w^) is every row and this is the
+    dense link_forward."""
     B, N, K = idx_prev.shape
-    b, k = np.arange(B)[:, None], np.arange(K)[None, :]  # (B, 1), (1, K)
-    val = val_prev * (1 - ww[:, :, None] - ww[b[:, :, None], idx_prev])  # (B, N, K) every row decays
-    block = block_rows(idx_prev, val, rows, N)  # (B, K, N) the decayed rows of supp(w^)
-    block += ww[b, rows][:, :, None] * p_prev[:, None, :]  # + w^_i p^_j
-    block[b, k, rows] = 0  # L^_t[i, i] = 0
-    idx = idx_prev.copy()
+    b = np.arange(B)[:, None]
+    w = ww.reshape(-1)  # by location b N + i
+    outside = np.ones((B, N), bool)
+    outside[b, rows] = False
+    pos = np.flatnonzero((val_prev > 0) & outside[:, :, None])
+    at, to, v_prev = slot_entries(idx_prev, val_prev, pos)
+    v = v_prev * (1 - w[at] - w[to])
+    cand, L_cand, once = candidates(idx_prev, val_prev, rows, cols)
+    w_i, bc = ww[b, rows][:, :, None], b[:, :, None]  # (B, K, 1)
+    D = ((1 - w_i - ww[bc, cand]) * L_cand + w_i * p_prev[bc, cand]) * once  # (B, K, 2K)
+    D[cand == rows[:, :, None]] = 0  # L^_t[i, i] = 0
     if K < N:  # the paper's threshold: at most K entries of 1/K or more in a row or column
-        val[val < 1 / K] = 0
-        block[block < 1 / K] = 0
-        cols = np.argpartition(-block, K - 1, axis=-1)[:, :, :K]  # (B, K, K) every non-zero among them
-    else:  # K = N: every column kept
-        cols = np.broadcast_to(np.arange(N), (B, K, N))
-    idx[b, rows] = cols
-    val[b, rows] = np.take_along_axis(block, cols, -1)
+        v[v < 1 / K] = 0
+        D[D < 1 / K] = 0
+    pick = np.argpartition(np.where(once, -D, 1), K - 1, axis=-1)[:, :, :K]  # never a column twice
+    idx, val = idx_prev.copy(), np.zeros_like(val_prev)
+    val.reshape(-1)[pos] = v
+    idx[b, rows] = np.take_along_axis(cand, pick, -1)
+    val[b, rows] = np.take_along_axis(D, pick, -1)
     live = val > 0 if K < N else idx != np.arange(N)[None, :, None]  # the zeroed entries carry no gradient
-    return idx, val, SparseLinkCache(idx_prev, val_prev, ww, p_prev, rows, idx, live)
+    cache = SparseLinkCache(idx_prev, val_prev, pos, ww, p_prev, rows, cand, once, L_cand, pick, idx, live)
+    return idx, val, cache
 
 
 def sparse_link_backward(dval, cache):
@@ -656,80 +683,96 @@ def sparse_link_backward(dval, cache):
     thresholded and diagonal entries pass nothing back): for an entry of row i, column j,
         dL^_{t-1}[i, j] = G (1 - w^_i - w^_j),  dw^_i += G (p^_j - L^_{t-1}[i, j]),
         dw^_j -= G L^_{t-1}[i, j],  dp^_j += G w^_i.
-    The rows outside supp(w^) in their slots (dw^_j a scatter-add over the columns), the
-    rows of supp(w^) in the dense block (B, K, N) as in the forward, gathered back to the
-    slots of L^_{t-1}."""
-    idx_prev, val_prev, ww, p_prev, rows, idx, live = cache
-    B, N, K = idx.shape
+    The rows outside supp(w^) on their live entries, the rows of supp(w^) on their 2K
+    candidates; the sums over j into dw^ and dp^ scatter-adds (np.bincount) by location."""
+    c = cache
+    B, N, K = c.idx.shape
     b = np.arange(B)[:, None]
-    G = dval * live  # (B, N, K)
-    dD = block_rows(idx, G, rows, N)  # (B, K, N) the adjoint of the block of supp(w^)'s rows
-    G[b, rows] = 0  # the rows outside supp(w^): val = val_prev (1 - w^_i - w^_j), slot for slot
-    dval_prev = G * (1 - ww[:, :, None] - ww[b[:, :, None], idx_prev])
-    GL = G * val_prev  # (B, N, K)
-    dww = -GL.sum(-1) - scatter_columns(idx_prev, GL, N)  # through w^_i and w^_j
-    # the rows of supp(w^): the dense VJP on their block
-    L_prev = block_rows(idx_prev, val_prev, rows, N)  # (B, K, N) their L^_{t-1}
-    w_rows = ww[b, rows]  # (B, K) w^_i of those rows
-    dww[b, rows] += np.einsum("bkn,bkn->bk", dD, p_prev[:, None, :] - L_prev)  # rows distinct: no sums
-    dww -= np.einsum("bkn,bkn->bn", dD, L_prev)
-    dp_prev = np.einsum("bk,bkn->bn", w_rows, dD)
-    dL_prev = dD * (1 - w_rows[:, :, None] - ww[:, None, :])  # (B, K, N)
-    dval_prev[b, rows] = np.take_along_axis(dL_prev, idx_prev[b, rows], -1)
-    return dval_prev, dww, dp_prev
+    bc = b[:, :, None]
+    w = c.ww.reshape(-1)
+    at, to, v_prev = slot_entries(c.idx_prev, c.val_prev, c.pos)
+    G = dval.reshape(-1)[c.pos] * c.live.reshape(-1)[c.pos]  # (E,) the rows outside supp(w^)
+    dval_prev = np.zeros_like(dval)
+    dval_prev.reshape(-1)[c.pos] = G * (1 - w[at] - w[to])
+    GL = G * v_prev
+    dww = -scatter_add(np.concatenate([at, to]), np.concatenate([GL, GL]), B * N)
+    # the rows of supp(w^), on their candidates as in the forward
+    dD = np.zeros_like(c.L_cand)
+    np.put_along_axis(dD, c.pick, (dval * c.live)[b, c.rows], -1)
+    w_i = c.ww[b, c.rows][:, :, None]  # (B, K, 1)
+    p_cand = c.p_prev[bc, c.cand] * c.once
+    dval_prev[b, c.rows] = (dD * (1 - w_i - c.ww[bc, c.cand]))[:, :, :K]  # the first K candidates: the slots
+    dww[(b * N + c.rows).ravel()] += (dD * (p_cand - c.L_cand)).sum(-1).ravel()  # rows distinct: no sums
+    at_cand = (bc * N + c.cand).ravel()  # every candidate's column, as a location
+    dww -= scatter_add(at_cand, (dD * c.L_cand).ravel(), B * N)
+    dp = scatter_add(at_cand, (dD * w_i * c.once).ravel(), B * N)
+    return dval_prev, dww.reshape(B, N), dp.reshape(B, N)
 
 
-def scatter_columns(idx, x, N):
-    """y_j = sum over the entries (i, k) of a batch row with idx[i, k] = j of x[i, k]:
-    idx (..., N, K) int, x (..., N, K) -> y (..., N), one np.bincount over the flattened
-    entries (each batch row and head offset by N); idx may lack x's head axis (size 1)."""
-    lead = x.shape[:-2]
-    offset = (np.arange(int(np.prod(lead))) * N).reshape(lead + (1, 1))
-    bins = np.broadcast_to(idx, x.shape) + offset
-    return np.bincount(bins.ravel(), x.ravel(), minlength=offset.size * N).reshape(lead + (N,)).astype(x.dtype)
-
-
-def gather_columns(idx, x):
-    """x at each entry's column, every head's together: idx (B, N, K) int, x (B, R, N)
-    -> (B, N, K, R). One np.take of rows of x as a (B N, R) table: 8x faster at N 1024 than
-    indexing x with three broadcast index arrays."""
+def locations(x):
+    """(B, R, N) -> (B N, R): the R heads' values at each location of each batch row, a row
+    of a table per location (row b N + n), which the sparse directional op gathers from
+    (np.take) and scatters into (scatter_add)."""
     B, R, N = x.shape
-    rows = idx + (np.arange(B) * N)[:, None, None]  # (B, N, K) rows of the table
-    return np.take(x.transpose(0, 2, 1).reshape(B * N, R), rows, axis=0)
+    return x.transpose(0, 2, 1).reshape(B * N, R)
+
+
+def heads(table, B):
+    """The inverse of locations: (B N, R) -> (B, R, N)."""
+    return table.reshape(B, -1, table.shape[1]).transpose(0, 2, 1)
+
+
+def scatter_add(at, x, n):
+    """y[a] = sum of x[e] over the entries e with at[e] = a: at (E,) int, x (E,) or (E, R)
+    -> y (n,) or (n, R) in x's dtype, one np.bincount over the flattened entries."""
+    R = x.shape[1] if x.ndim == 2 else 1
+    bins = (at[:, None] * R + np.arange(R)).ravel()
+    return np.bincount(bins, x.ravel(), minlength=n * R).reshape((n,) + x.shape[1:]).astype(x.dtype)
 
 
 class SparseDirectionalCache(NamedTuple):
-    idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
-    val: np.ndarray  # (B, N, K) their values
-    wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
+    pos: np.ndarray  # (E,) int the live entries' flat positions in the (B, N, K) slots
+    at: np.ndarray  # (E,) int each entry's row n as a location, b N + n
+    to: np.ndarray  # (E,) int its column j = idx[b, n, k] as a location, b N + j
+    val: np.ndarray  # (E, 1) its value L^_t[n, j]
+    w: np.ndarray  # (B N, R) the read weightings w^r_{t-1}, by location (locations())
+    shape: tuple  # (B, N, K) the slots'
 
 
-def sparse_directional_forward(idx, val, wr_prev):
-    """Forward and backward weightings on the slots (§4.4), O(N K) per head:
-        f^i_n = sum_k val[n, k] w^{r,i}_{t-1}[idx[n, k]]  (L^ w, a gather),
-        b^i_j = sum over (n, k) with idx[n, k] = j of val[n, k] w^{r,i}_{t-1}[n]  (L^T w, a scatter-add).
-    idx, val (B, N, K), wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
-    N = idx.shape[1]
-    fwd = np.einsum("bnk,bnkr->brn", val, gather_columns(idx, wr_prev))
-    bwd = scatter_columns(idx[:, None], val[:, None] * wr_prev[..., None], N)  # (B, R, N)
-    return fwd, bwd, SparseDirectionalCache(idx, val, wr_prev)
+def sparse_directional_forward(idx, val, live, wr_prev):
+    """Forward and backward weightings on the live entries (§4.4), O(E R) for E of them:
+        f^i_n = sum over the live entries (n, j) of L^_t[n, j] w^{r,i}_{t-1}[j]  (L^ w),
+        b^i_j = sum over the live entries (n, j) of L^_t[n, j] w^{r,i}_{t-1}[n]  (L^T w),
+    each a gather and a scatter-add over the entries. idx, val (B, N, K); live (B, N, K)
+    bool, the entries that can be non-zero (sparse_link_forward's: with K < N those that
+    passed the threshold, at most N K a batch row, a few per written row in practice);
+    wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
+    B, N, K = idx.shape
+    pos = np.flatnonzero(live)
+    at = pos // K  # b N + n, since pos = (b N + n) K + k
+    to = at // N * N + idx.reshape(-1)[pos]  # b N + j
+    v = val.reshape(-1)[pos][:, None]  # (E, 1)
+    w = locations(wr_prev)  # (B N, R)
+    fwd = scatter_add(at, v * np.take(w, to, axis=0), B * N)
+    bwd = scatter_add(to, v * np.take(w, at, axis=0), B * N)
+    return heads(fwd, B), heads(bwd, B), SparseDirectionalCache(pos, at, to, v, w, idx.shape)
 
 
 def sparse_directional_backward(dfwd, dbwd, cache):
     """dfwd, dbwd (B, R, N) -> dval (B, N, K), dwr_prev (B, R, N)
 
-    VJP (§4.4), the dense directional_backward's on the entries (n, k) of column j = idx[n, k]:
-    dval[n, k] = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same
-    scatter-add and gather as the forward's, swapped."""
-    idx, val, wr_prev = cache
-    N = idx.shape[1]
-    db_at = gather_columns(idx, dbwd)  # (B, N, K, R)
-    # dval[n, k] = sum_i df^i_n w^i[idx[n, k]] + w^i_n db^i[idx[n, k]]: (K, R) @ (R, 1) products per
-    # row (np.matmul: 2.4x faster than the einsum "brn,bnkr->bnk" at N 1024)
-    dval = (np.matmul(gather_columns(idx, wr_prev), dfwd.transpose(0, 2, 1)[..., None])
-            + np.matmul(db_at, wr_prev.transpose(0, 2, 1)[..., None]))[..., 0]
-    dwr = scatter_columns(idx[:, None], val[:, None] * dfwd[..., None], N) + np.einsum("bnk,bnkr->brn", val, db_at)
-    return dval, dwr
+    VJP (§4.4), the dense directional_backward's on the live entries, the entry (n, j):
+    dval = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same gathers
+    and scatter-adds as the forward's, swapped. Slots that are not live get dval 0: they
+    pass nothing back through the update either."""
+    pos, at, to, v, w, shape = cache
+    B = shape[0]
+    df, db = locations(dfwd), locations(dbwd)
+    df_at, db_to = np.take(df, at, axis=0), np.take(db, to, axis=0)  # (E, R)
+    dval = np.zeros(shape, v.dtype)
+    dval.reshape(-1)[pos] = (df_at * np.take(w, to, axis=0) + np.take(w, at, axis=0) * db_to).sum(-1)
+    dw = scatter_add(to, v * df_at, len(w)) + scatter_add(at, v * db_to, len(w))
+    return dval, heads(dw, B)
 
 
 def dense_links(idx, val):
@@ -808,14 +851,15 @@ def memory_step_forward(parts, mem, dealloc=False):
         K = mem["L_idx"].shape[2]
         w_hat, c_what = sparsify_forward(ww, K)
         p_hat, c_phat = sparsify_forward(mem["p"], K)
-        L_idx, L_val, c_update = sparse_link_forward(mem["L_idx"], mem["L_val"], w_hat, c_what.keep, p_hat)
+        L_idx, L_val, c_update = sparse_link_forward(mem["L_idx"], mem["L_val"], w_hat, c_what.keep, p_hat,
+                                                         c_phat.keep)
         links, c_link = {"L_idx": L_idx, "L_val": L_val}, SparseLinks(c_what, c_phat, c_update)
     else:
         L, c_link = link_forward(mem["L"], ww, mem["p"])  # 8. link matrix, with p_{t-1}
         links = {"L": L}
     p, c_prec = precedence_forward(mem["p"], ww)  # 9. precedence
     if "L_idx" in mem:  # 10. forward and backward weightings
-        fwd, bwd, c_dir = sparse_directional_forward(L_idx, L_val, mem["wr"])
+        fwd, bwd, c_dir = sparse_directional_forward(L_idx, L_val, c_update.live, mem["wr"])
     else:
         fwd, bwd, c_dir = directional_forward(L, mem["wr"])
     c_sharp = None

@@ -92,9 +92,9 @@ def link_inputs(rng, B=2, N=7, K=3):
     rows = np.argsort(rng.random((B, N)), -1)[:, :K]
     w_hat = np.zeros((B, N))
     w_hat[b, rows] = 0.9 * rng.dirichlet(np.full(K, 0.5), B)
-    p_hat = np.zeros((B, N))
-    p_hat[b, np.argsort(rng.random((B, N)), -1)[:, :K]] = 0.95 * rng.dirichlet(np.full(K, 0.5), B)
-    return idx_prev, val_prev, w_hat, rows, p_hat
+    p_hat, cols = np.zeros((B, N)), np.argsort(rng.random((B, N)), -1)[:, :K]
+    p_hat[b, cols] = 0.95 * rng.dirichlet(np.full(K, 0.5), B)
+    return idx_prev, val_prev, w_hat, rows, p_hat, cols
 
 
 def test_sparse_link_update_is_the_paper_s():
@@ -109,8 +109,9 @@ def test_sparse_link_update_is_the_paper_s():
     w_hat, p_hat = np.zeros((B, N)), np.zeros((B, N))
     b = np.arange(B)[:, None]
     w_hat[b, rows] = 0.9 * rng.dirichlet(np.full(K, 0.3), B)
-    p_hat[b, np.argsort(rng.random((B, N)), -1)[:, :K]] = rng.dirichlet(np.full(K, 0.3), B)
-    idx, val, cache = dnc.sparse_link_forward(idx_prev, val_prev, w_hat, rows, p_hat)
+    cols = np.argsort(rng.random((B, N)), -1)[:, :K]
+    p_hat[b, cols] = rng.dirichlet(np.full(K, 0.3), B)
+    idx, val, cache = dnc.sparse_link_forward(idx_prev, val_prev, w_hat, rows, p_hat, cols)
     expect = reference_link_update(dnc.dense_links(idx_prev, val_prev), w_hat, p_hat, K)
     assert np.count_nonzero(expect) >= B  # links made, not all dropped
     np.testing.assert_allclose(dnc.dense_links(idx, val), expect, rtol=1e-14, atol=1e-16)
@@ -118,31 +119,36 @@ def test_sparse_link_update_is_the_paper_s():
 
 
 def test_sparse_link_update_vjp():
-    idx_prev, val_prev, w_hat, rows, p_hat = link_inputs(np.random.default_rng(2))
-    _, val, cache = dnc.sparse_link_forward(idx_prev, val_prev, w_hat, rows, p_hat)
+    idx_prev, val_prev, w_hat, rows, p_hat, cols = link_inputs(np.random.default_rng(2))
+    _, val, cache = dnc.sparse_link_forward(idx_prev, val_prev, w_hat, rows, p_hat, cols)
     assert 0 < cache.live.sum() < cache.live.size  # some entries kept, some dropped by the threshold
     errors = vjp_errors(
         lambda I: (lambda i, v, c: ((v,), c))(*dnc.sparse_link_forward(idx_prev, I["val_prev"], I["ww"], rows,
-                                                                       I["p_prev"])),
+                                                                       I["p_prev"], cols)),
         lambda G, c: dict(zip(("val_prev", "ww", "p_prev"), dnc.sparse_link_backward(G[0], c))),
         {"val_prev": val_prev, "ww": w_hat, "p_prev": p_hat})
     assert max(errors.values()) < TOL, errors
 
 
 def test_sparse_directional_is_the_dense_products_and_its_vjp():
+    """On the live entries only: a slot that is not live is no link, whatever its value."""
     rng = np.random.default_rng(3)
     B, N, K, R = 2, 7, 3, 2
     idx, val = random_slots(rng, B, N, K)
+    live = rng.random((B, N, K)) < 0.7
     wr = rng.random((B, R, N))
-    f, b, _ = dnc.sparse_directional_forward(idx, val, wr)
-    L = dnc.dense_links(idx, val)
+    f, b, _ = dnc.sparse_directional_forward(idx, val, live, wr)
+    L = dnc.dense_links(idx, val * live)
     np.testing.assert_allclose(f, np.einsum("bij,brj->bri", L, wr), rtol=1e-13)
     np.testing.assert_allclose(b, np.einsum("bji,brj->bri", L, wr), rtol=1e-13)
-    errors = vjp_errors(lambda I: (lambda f, b, c: ((f, b), c))(*dnc.sparse_directional_forward(idx, I["val"],
+    errors = vjp_errors(lambda I: (lambda f, b, c: ((f, b), c))(*dnc.sparse_directional_forward(idx, I["val"], live,
                                                                                                 I["wr"])),
                         lambda G, c: dict(zip(("val", "wr"), dnc.sparse_directional_backward(G[0], G[1], c))),
                         {"val": val, "wr": wr})
     assert max(errors.values()) < TOL, errors
+    dval, _ = dnc.sparse_directional_backward(rng.random((B, R, N)), rng.random((B, R, N)),
+                                              dnc.sparse_directional_forward(idx, val, live, wr)[2])
+    assert (dval[~live] == 0).all() and (dval[live] != 0).all()
 
 
 # ----------------------------------------------------------------------------------
@@ -251,8 +257,8 @@ def test_invariants_over_a_long_random_run():
         ww = rng.random((B, N)) ** sharpness
         ww *= rng.choice([rng.uniform(0, 1), 1.0]) / ww.sum(-1, keepdims=True)  # the write gate
         w_hat, c_w = dnc.sparsify_forward(ww, K)
-        p_hat, _ = dnc.sparsify_forward(p, K)
-        idx, val, _ = dnc.sparse_link_forward(idx, val, w_hat, c_w.keep, p_hat)
+        p_hat, c_p = dnc.sparsify_forward(p, K)
+        idx, val, _ = dnc.sparse_link_forward(idx, val, w_hat, c_w.keep, p_hat, c_p.keep)
         p, _ = dnc.precedence_forward(p, ww)
         L = dnc.dense_links(idx, val)
         nonzero = L > 0
