@@ -622,6 +622,12 @@ def slot_entries(idx, val, pos):
     return at, at // N * N + idx.reshape(-1)[pos], val.reshape(-1)[pos]
 
 
+def scatter_add(at, x, n):
+    """y[a] = sum of x[e] over the entries e with at[e] = a: at (E,) int, x (E,) -> y (n,)
+    in x's dtype (np.bincount; its float64 is cast back)."""
+    return np.bincount(at, x, minlength=n).astype(x.dtype)
+
+
 def candidates(idx_prev, val_prev, rows, cols):
     """The columns of the rows `rows` (B, K) of L^_{t-1} where L^_t can be non-zero: each row's
     K slots, then the K columns `cols` (B, K) of supp(p^) -> cand (B, K, 2K) int, L^_{t-1}
@@ -698,7 +704,7 @@ def sparse_link_backward(dval, cache):
     dww = -scatter_add(np.concatenate([at, to]), np.concatenate([GL, GL]), B * N)
     # the rows of supp(w^), on their candidates as in the forward
     dD = np.zeros_like(c.L_cand)
-    np.put_along_axis(dD, c.pick, (dval * c.live)[b, c.rows], -1)
+    np.put_along_axis(dD, c.pick, dval[b, c.rows] * c.live[b, c.rows], -1)
     w_i = c.ww[b, c.rows][:, :, None]  # (B, K, 1)
     p_cand = c.p_prev[bc, c.cand] * c.once
     dval_prev[b, c.rows] = (dD * (1 - w_i - c.ww[bc, c.cand]))[:, :, :K]  # the first K candidates: the slots
@@ -709,33 +715,21 @@ def sparse_link_backward(dval, cache):
     return dval_prev, dww.reshape(B, N), dp.reshape(B, N)
 
 
-def locations(x):
-    """(B, R, N) -> (B N, R): the R heads' values at each location of each batch row, a row
-    of a table per location (row b N + n), which the sparse directional op gathers from
-    (np.take) and scatters into (scatter_add)."""
-    B, R, N = x.shape
-    return x.transpose(0, 2, 1).reshape(B * N, R)
-
-
-def heads(table, B):
-    """The inverse of locations: (B N, R) -> (B, R, N)."""
-    return table.reshape(B, -1, table.shape[1]).transpose(0, 2, 1)
-
-
-def scatter_add(at, x, n):
-    """y[a] = sum of x[e] over the entries e with at[e] = a: at (E,) int, x (E,) or (E, R)
-    -> y (n,) or (n, R) in x's dtype, one np.bincount over the flattened entries."""
-    R = x.shape[1] if x.ndim == 2 else 1
-    bins = (at[:, None] * R + np.arange(R)).ravel()
-    return np.bincount(bins, x.ravel(), minlength=n * R).reshape((n,) + x.shape[1:]).astype(x.dtype)
+def scatter_heads(b, n, x, shape):
+    """y[b, :, n] = sum of x[e] over the entries e at batch row b[e], location n[e]:
+    x (E, R) -> y (B, R, N) = shape in x's dtype, one np.bincount over the flattened entries."""
+    B, R, N = shape
+    bins = (b[:, None] * R + np.arange(R)) * N + n[:, None]  # (E, R)
+    return np.bincount(bins.ravel(), x.ravel(), minlength=B * R * N).reshape(shape).astype(x.dtype)
 
 
 class SparseDirectionalCache(NamedTuple):
     pos: np.ndarray  # (E,) int the live entries' flat positions in the (B, N, K) slots
-    at: np.ndarray  # (E,) int each entry's row n as a location, b N + n
-    to: np.ndarray  # (E,) int its column j = idx[b, n, k] as a location, b N + j
+    b: np.ndarray  # (E,) int each entry's batch row,
+    n: np.ndarray  # (E,) int its row n
+    j: np.ndarray  # (E,) int and its column j = idx[b, n, k]
     val: np.ndarray  # (E, 1) its value L^_t[n, j]
-    w: np.ndarray  # (B N, R) the read weightings w^r_{t-1}, by location (locations())
+    wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
     shape: tuple  # (B, N, K) the slots'
 
 
@@ -749,13 +743,11 @@ def sparse_directional_forward(idx, val, live, wr_prev):
     wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
     B, N, K = idx.shape
     pos = np.flatnonzero(live)
-    at = pos // K  # b N + n, since pos = (b N + n) K + k
-    to = at // N * N + idx.reshape(-1)[pos]  # b N + j
+    b, n, j = pos // (N * K), pos // K % N, idx.reshape(-1)[pos]  # pos = (b N + n) K + k
     v = val.reshape(-1)[pos][:, None]  # (E, 1)
-    w = locations(wr_prev)  # (B N, R)
-    fwd = scatter_add(at, v * np.take(w, to, axis=0), B * N)
-    bwd = scatter_add(to, v * np.take(w, at, axis=0), B * N)
-    return heads(fwd, B), heads(bwd, B), SparseDirectionalCache(pos, at, to, v, w, idx.shape)
+    fwd = scatter_heads(b, n, v * wr_prev[b, :, j], wr_prev.shape)
+    bwd = scatter_heads(b, j, v * wr_prev[b, :, n], wr_prev.shape)
+    return fwd, bwd, SparseDirectionalCache(pos, b, n, j, v, wr_prev, idx.shape)
 
 
 def sparse_directional_backward(dfwd, dbwd, cache):
@@ -765,14 +757,12 @@ def sparse_directional_backward(dfwd, dbwd, cache):
     dval = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same gathers
     and scatter-adds as the forward's, swapped. Slots that are not live get dval 0: they
     pass nothing back through the update either."""
-    pos, at, to, v, w, shape = cache
-    B = shape[0]
-    df, db = locations(dfwd), locations(dbwd)
-    df_at, db_to = np.take(df, at, axis=0), np.take(db, to, axis=0)  # (E, R)
+    pos, b, n, j, v, wr_prev, shape = cache
+    df_n, db_j = dfwd[b, :, n], dbwd[b, :, j]  # (E, R)
     dval = np.zeros(shape, v.dtype)
-    dval.reshape(-1)[pos] = (df_at * np.take(w, to, axis=0) + np.take(w, at, axis=0) * db_to).sum(-1)
-    dw = scatter_add(to, v * df_at, len(w)) + scatter_add(at, v * db_to, len(w))
-    return dval, heads(dw, B)
+    dval.reshape(-1)[pos] = (df_n * wr_prev[b, :, j] + wr_prev[b, :, n] * db_j).sum(-1)
+    dwr = scatter_heads(b, j, v * df_n, wr_prev.shape) + scatter_heads(b, n, v * db_j, wr_prev.shape)
+    return dval, dwr
 
 
 def dense_links(idx, val):

@@ -13,7 +13,12 @@ torch's), and reports:
     peak MiB  the subprocess's peak resident memory (resource.getrusage ru_maxrss), the
               interpreter, numpy and, where installed, torch (compare.py imports it: about
               240 MiB in all on every side then, 45 without torch) included
-The model is compare.py's DNC (LSTM controller of 128, W 16, R 4, float32) on its text.
+    links     the live links a batch row holds after the timed steps (--sparse-links only)
+The model is compare.py's DNC (LSTM controller of 128, W 16, R 4, float32) on its text. Its
+random writes are diffuse, so the sparse model keeps only a few dozen links (a link must
+reach 1/K); the "filled" cell is the sparse model as a memory that has written every slot
+in order holds it: a link from each slot to the one before, about N live links a batch row,
+and the write and allocation gates opened (dnc.open_gates) so that its writes stay sharp.
 A cell whose estimated memory exceeds --budget-gib is not run but marked as not fitting:
 ours by dnc-numpy.py's memory_floats (what check_fits refuses sizes by; the dense links of
 batch 32 at N 4096 are 2 GiB a step), pytorch-dnc's by twice our dense estimate (it keeps
@@ -37,11 +42,13 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # be
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import compare  # noqa: E402  (the text, our training iteration and the pytorch-dnc peer)
+import numpy as np  # noqa: E402
 
 common, machine = compare.common, compare.machine
 dnc = common.load_script("dnc-numpy.py")
 SIZES, QUICK_SIZES = (16, 64, 256, 1024, 4096), (16, 64, 256)
-KINDS = ("dense", "sparse", "pytorch-dnc")
+KINDS = ("dense", "sparse", "pytorch-dnc", "filled")
+SPARSE_KINDS = ("sparse", "filled")
 
 
 def model_cfg(N, K):
@@ -53,25 +60,38 @@ def model_cfg(N, K):
 def estimate_gib(kind, N, K, B, S, V):
     """The memory a cell would need, by dnc-numpy.py's memory_floats (float32)."""
     cfg = {"hidden": 128, "layers": 1, "controller": "lstm", "memory": N, "width": 16, "reads": 4,
-           "sparse_links": K if kind == "sparse" else 0}
+           "sparse_links": K if kind in SPARSE_KINDS else 0}
     gib = dnc.memory_floats(cfg, V, B, S) * 4 / 2 ** 30
     return 2 * gib if kind == "pytorch-dnc" else gib
 
 
+def fill_links(runner):
+    """The "filled" cell's model and state: the gates opened, and in every row of the links a
+    link of 0.9 to the slot before (slot k of row i holds column i - 1 - k, so that a row's
+    columns stay distinct; slots 1 .. K-1 hold 0)."""
+    dnc.open_gates(runner.cfg)(runner.params)
+    idx, val = runner.state["L_idx"], runner.state["L_val"]
+    B, N, K = idx.shape
+    idx[:] = (np.arange(N)[:, None] - 1 - np.arange(K)) % N
+    val[:, :, 0] = 0.9
+
+
 def run_cell(kind, N, K, B, S, repeats):
     """In the subprocess: build the model, one untimed iteration, `repeats` timed ones.
-    -> dict ms (median), peak_mib"""
+    -> dict ms (median), peak_mib, and with sparse links, links (live a batch row)"""
     text, _ = compare.load_text()
     vocab = common.Vocab(text)
     train_ids, _ = common.split_data(vocab.encode(text), compare.VAL_FRAC, S)
     V = len(vocab)
-    config = compare.Config(f"DNC N{N}", "dnc", model_cfg(N, K if kind == "sparse" else 0), B, S, None)
+    config = compare.Config(f"DNC N{N}", "dnc", model_cfg(N, K if kind in SPARSE_KINDS else 0), B, S, None)
     if kind == "pytorch-dnc":
         compare.torch.set_num_threads(1)
         runner = compare.TorchDNCPeer(config, train_ids, V)
     else:
         machine.keep_freed_memory()  # as the scripts do
         runner = compare.Ours(config, train_ids, V)
+        if kind == "filled":
+            fill_links(runner)
     runner.iteration()  # first-call costs stay out of the timing
     times = []
     for _ in range(repeats):
@@ -79,7 +99,10 @@ def run_cell(kind, N, K, B, S, repeats):
         runner.iteration()
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"ms": 1000 * statistics.median(times), "peak_mib": peak}
+    result = {"ms": 1000 * statistics.median(times), "peak_mib": peak}
+    if kind in SPARSE_KINDS:
+        result["links"] = float((runner.state["L_val"] > 0).sum() / B)
+    return result
 
 
 def cell(kind, N, args, V):
@@ -98,11 +121,13 @@ def cell(kind, N, args, V):
 
 
 def table(args, results):
-    names = {"dense": "dense", "sparse": f"sparse K {args.K}", "pytorch-dnc": "pytorch-dnc (dense)"}
+    names = {"dense": "dense", "sparse": f"sparse K {args.K}", "pytorch-dnc": "pytorch-dnc (dense)",
+             "filled": f"sparse K {args.K} filled"}
     lines = [f"DNC training step (LSTM 128, W 16, R 4, float32), batch {args.batch}, seq {args.seq}, one thread; "
              f"median of {args.repeats} timed step(s) after one untimed; peak = the subprocess's max RSS", "",
-             "| N | " + " | ".join(f"{names[k]} ms/step | {names[k]} peak MiB" for k in KINDS) + " |",
-             "|---:|" + "---:|---:|" * len(KINDS)]
+             "| N | " + " | ".join(f"{names[k]} ms/step | {names[k]} peak MiB" for k in KINDS)
+             + " | live links a batch row, sparse / filled |",
+             "|---:|" + "---:|---:|" * len(KINDS) + "---:|"]
     for N in args.sizes:
         cells = []
         for kind in KINDS:
@@ -111,6 +136,8 @@ def table(args, results):
                 cells += [f"{r['ms']:,.{0 if r['ms'] >= 100 else 1}f}", f"{r['peak_mib']:,.0f}"]
             else:
                 cells += [r["note"], ""]
+        cells.append(" / ".join(f"{results[k, N]['links']:,.0f}" if "links" in results[k, N] else "-"
+                                for k in SPARSE_KINDS))
         lines.append(f"| {N} | " + " | ".join(cells) + " |")
 
     def ratio(a, b, target, more):
@@ -121,9 +148,12 @@ def table(args, results):
         ok = x >= target if more else x <= target
         return f"{x:.1f}x (target {'at least' if more else 'at most'} {target:g}x: {'met' if ok else 'NOT met'})"
 
-    lines += ["", f"- sparse N 1024 / sparse N 16: {ratio(('sparse', 1024), ('sparse', 16), 5, False)}",
-              f"- dense N 1024 / sparse N 1024: {ratio(('dense', 1024), ('sparse', 1024), 20, True)}",
-              f"- pytorch-dnc N 1024 / sparse N 1024: {ratio(('pytorch-dnc', 1024), ('sparse', 1024), 20, True)}"]
+    lines.append("")
+    for kind in SPARSE_KINDS:
+        lines += [f"- {names[kind]} N 1024 / N 16: {ratio((kind, 1024), (kind, 16), 5, False)}",
+                  f"- dense N 1024 / {names[kind]} N 1024: {ratio(('dense', 1024), (kind, 1024), 20, True)}",
+                  f"- pytorch-dnc N 1024 / {names[kind]} N 1024: "
+                  f"{ratio(('pytorch-dnc', 1024), (kind, 1024), 20, True)}"]
     return "\n".join(lines) + "\n"
 
 

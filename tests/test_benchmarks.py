@@ -91,4 +91,7 @@ def test_scaling_tiny_run():
     assert float(rows["16"][1]) > 0 and float(rows["16"][3]) > 0  # dense and sparse ms/step at N 16
     assert rows["512"][1].startswith("does not fit") and float(rows["512"][3]) > 0  # only the sparse fits
     assert "not available (--no-peers)" in rows["16"][5]
-    assert "- sparse N 1024 / sparse N 16: not measured" in p.stdout
+    assert float(rows["16"][7]) > 0 and float(rows["512"][7]) > 0  # the filled sparse model fits too
+    sparse_links, filled_links = (float(n.replace(",", "")) for n in rows["512"][9].split(" / "))
+    assert filled_links > 400 and filled_links > 10 * sparse_links  # a link a row, against a few
+    assert "- sparse K 8 N 1024 / N 16: not measured" in p.stdout
