@@ -551,10 +551,11 @@ def read_backward(dr, cache):
 # The sparse link matrix (§4.4, --sparse-links K): the links kept as K slots per row, a
 # column index and a value in each, idx (B, N, K) int and val (B, N, K), 0 in unused
 # slots; a row's K column indices are distinct (a row that common.reset_rows zeroed has
-# them all 0, with values 0: as good, nothing is written twice that is not 0), so that a
-# scatter into a row's columns never has to add. With K < N, every step costs O(B K N),
-# not O(B N^2); with K >= N (the state then has N slots) nothing is dropped and the ops
-# equal the dense ones.
+# them all 0, with values 0: candidates() counts its column 0 once). The ops work on the
+# live entries (at least 1/K, at most N K a batch row, about one a written row in
+# practice) and on the 2K candidate columns of the K rows written: O(E + K^3) a step for
+# E live entries, not O(N^2); with K >= N (the state then has N slots) nothing is dropped
+# and the ops equal the dense ones.
 
 
 class SparsifyCache(NamedTuple):
@@ -724,13 +725,17 @@ def scatter_heads(b, n, x, shape):
 
 
 class SparseDirectionalCache(NamedTuple):
-    pos: np.ndarray  # (E,) int the live entries' flat positions in the (B, N, K) slots
-    b: np.ndarray  # (E,) int each entry's batch row,
-    n: np.ndarray  # (E,) int its row n
-    j: np.ndarray  # (E,) int and its column j = idx[b, n, k]
-    val: np.ndarray  # (E, 1) its value L^_t[n, j]
+    idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
+    val: np.ndarray  # (B, N, K) their values
+    pos: np.ndarray  # (E,) int the live entries' flat positions in the slots
     wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
-    shape: tuple  # (B, N, K) the slots'
+
+
+def live_entries(idx, val, pos):
+    """The entries of slots idx, val (B, N, K) at flat positions pos (E,) -> b, n, j (E,) int:
+    the batch row, row and column of each; v (E, 1) their values."""
+    _, N, K = idx.shape
+    return pos // (N * K), pos // K % N, idx.reshape(-1)[pos], val.reshape(-1)[pos][:, None]  # pos = (b N + n) K + k
 
 
 def sparse_directional_forward(idx, val, live, wr_prev):
@@ -741,13 +746,11 @@ def sparse_directional_forward(idx, val, live, wr_prev):
     bool, the entries that can be non-zero (sparse_link_forward's: with K < N those that
     passed the threshold, at most N K a batch row, a few per written row in practice);
     wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
-    B, N, K = idx.shape
     pos = np.flatnonzero(live)
-    b, n, j = pos // (N * K), pos // K % N, idx.reshape(-1)[pos]  # pos = (b N + n) K + k
-    v = val.reshape(-1)[pos][:, None]  # (E, 1)
+    b, n, j, v = live_entries(idx, val, pos)
     fwd = scatter_heads(b, n, v * wr_prev[b, :, j], wr_prev.shape)
     bwd = scatter_heads(b, j, v * wr_prev[b, :, n], wr_prev.shape)
-    return fwd, bwd, SparseDirectionalCache(pos, b, n, j, v, wr_prev, idx.shape)
+    return fwd, bwd, SparseDirectionalCache(idx, val, pos, wr_prev)
 
 
 def sparse_directional_backward(dfwd, dbwd, cache):
@@ -757,9 +760,10 @@ def sparse_directional_backward(dfwd, dbwd, cache):
     dval = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same gathers
     and scatter-adds as the forward's, swapped. Slots that are not live get dval 0: they
     pass nothing back through the update either."""
-    pos, b, n, j, v, wr_prev, shape = cache
+    idx, val, pos, wr_prev = cache
+    b, n, j, v = live_entries(idx, val, pos)
     df_n, db_j = dfwd[b, :, n], dbwd[b, :, j]  # (E, R)
-    dval = np.zeros(shape, v.dtype)
+    dval = np.zeros_like(val)
     dval.reshape(-1)[pos] = (df_n * wr_prev[b, :, j] + wr_prev[b, :, n] * db_j).sum(-1)
     dwr = scatter_heads(b, j, v * df_n, wr_prev.shape) + scatter_heads(b, n, v * db_j, wr_prev.shape)
     return dval, dwr
@@ -1095,14 +1099,15 @@ def memory_floats(cfg, V, B, S):
     n_params = L * per_layer + L * H * (interface_size(R, W, sharpen, mask) + V) + R * W * V
     K = min(cfg.get("sparse_links") or N, N)
     # the links of a step: L_t and the cache's (B, N, N), or with --sparse-links (§4.4, §11)
-    # L_val and L_idx (int64: 2 floats of float32) and the live mask, (B, N, K) each
-    links = 4 * N * K if cfg.get("sparse_links") else 2 * N * N
+    # L_val, L_idx (int64: 2 floats of float32) and the live mask, (B, N, K) each, and the two
+    # caches' positions of the live entries (int64), at most N K of them
+    links = 8 * N * K if cfg.get("sparse_links") else 2 * N * N
     per_step = (L * (14 if lstm_controller else 4) * H + links + 8 * N * W + (18 if sharpen else 12) * R * N
                 + ((R + 1) * N * W if mask else 0)  # --mask: each key's masked memory, kept in the cache
                 + 3 * V)
-    # with --sparse-links, the transient arrays of one step: the (B, K, N) blocks of the update
-    # and its backward, and the (B, R, N, K) gathers and scatter-adds of the directional op
-    transient = B * (6 * K * N + 6 * R * N * K) if cfg.get("sparse_links") else 0
+    # with --sparse-links, the transient arrays of one step: the directional op's (E, R) gathers
+    # and scatter-adds over the live entries, at most N K of them
+    transient = B * 6 * R * N * K if cfg.get("sparse_links") else 0
     return 4 * n_params + S * B * per_step + transient
 
 
