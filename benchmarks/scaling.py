@@ -14,6 +14,10 @@ torch's), and reports:
               interpreter, numpy and, where installed, torch (compare.py imports it: about
               240 MiB in all on every side then, 45 without torch) included
     links     the live links a batch row holds after the timed steps (--sparse-links only)
+With --floor, two more cells (N 16 and N 1024, K 8): the sparse step with its link ops made
+free (free_links: each returns its input, or zeros), not a model but the floor under any
+implementation of the links: what the rest of the step (the controller, the content
+lookups, the usage sort, the memory's write and read) costs, and how it grows with N.
 The model is compare.py's DNC (LSTM controller of 128, W 16, R 4, float32) on its text. Its
 random writes are diffuse, so the sparse model keeps only a few dozen links (a link must
 reach 1/K); the "filled" cell is the sparse model as a memory that has written every slot
@@ -49,6 +53,7 @@ dnc = common.load_script("dnc-numpy.py")
 SIZES, QUICK_SIZES = (16, 64, 256, 1024, 4096), (16, 64, 256)
 KINDS = ("dense", "sparse", "pytorch-dnc", "filled")
 SPARSE_KINDS = ("sparse", "filled")
+FLOOR_SIZES = (16, 1024)
 
 
 def model_cfg(N, K):
@@ -60,7 +65,7 @@ def model_cfg(N, K):
 def estimate_gib(kind, N, K, B, S, V):
     """The memory a cell would need, by dnc-numpy.py's memory_floats (float32)."""
     cfg = {"hidden": 128, "layers": 1, "controller": "lstm", "memory": N, "width": 16, "reads": 4,
-           "sparse_links": K if kind in SPARSE_KINDS else 0}
+           "sparse_links": 0 if kind in ("dense", "pytorch-dnc") else K}
     gib = dnc.memory_floats(cfg, V, B, S) * 4 / 2 ** 30
     return 2 * gib if kind == "pytorch-dnc" else gib
 
@@ -76,6 +81,19 @@ def fill_links(runner):
     val[:, :, 0] = 0.9
 
 
+def free_links(model):
+    """The "floor" cell: the sparse ops of `model` (a loaded dnc-numpy.py) replaced by ops
+    that cost nothing: each returns its input, or zeros of the right shape."""
+    def link_forward(idx, val, ww, rows, p, cols):
+        return idx, val, model.SparseLinkCache(*[None] * (len(model.SparseLinkCache._fields) - 1), live=None)
+    model.sparsify_forward = lambda w, K: (w, model.SparsifyCache(None, None, None, None))
+    model.sparsify_backward = lambda dw, cache: dw
+    model.sparse_link_forward = link_forward
+    model.sparse_link_backward = lambda dval, cache: (dval, 0, 0)
+    model.sparse_directional_forward = lambda idx, val, live, wr: (wr, wr, val)
+    model.sparse_directional_backward = lambda dfwd, dbwd, val: (np.zeros_like(val), 0)
+
+
 def run_cell(kind, N, K, B, S, repeats):
     """In the subprocess: build the model, one untimed iteration, `repeats` timed ones.
     -> dict ms (median), peak_mib, and with sparse links, links (live a batch row)"""
@@ -83,7 +101,7 @@ def run_cell(kind, N, K, B, S, repeats):
     vocab = common.Vocab(text)
     train_ids, _ = common.split_data(vocab.encode(text), compare.VAL_FRAC, S)
     V = len(vocab)
-    config = compare.Config(f"DNC N{N}", "dnc", model_cfg(N, K if kind in SPARSE_KINDS else 0), B, S, None)
+    config = compare.Config(f"DNC N{N}", "dnc", model_cfg(N, 0 if kind == "dense" else K), B, S, None)
     if kind == "pytorch-dnc":
         compare.torch.set_num_threads(1)
         runner = compare.TorchDNCPeer(config, train_ids, V)
@@ -92,6 +110,8 @@ def run_cell(kind, N, K, B, S, repeats):
         runner = compare.Ours(config, train_ids, V)
         if kind == "filled":
             fill_links(runner)
+        if kind == "floor":
+            free_links(runner.model)
     runner.iteration()  # first-call costs stay out of the timing
     times = []
     for _ in range(repeats):
@@ -154,6 +174,11 @@ def table(args, results):
                   f"- dense N 1024 / {names[kind]} N 1024: {ratio(('dense', 1024), (kind, 1024), 20, True)}",
                   f"- pytorch-dnc N 1024 / {names[kind]} N 1024: "
                   f"{ratio(('pytorch-dnc', 1024), (kind, 1024), 20, True)}"]
+    floor = [results.get(("floor", N), {}) for N in FLOOR_SIZES]
+    if all("ms" in r for r in floor):
+        lines.append(f"- the floor, the sparse step with its link ops free (not a model): {floor[0]['ms']:,.1f} ms "
+                     f"at N 16, {floor[1]['ms']:,.0f} at N 1024, {floor[1]['ms'] / floor[0]['ms']:.1f}x; dense "
+                     f"N 1024 / floor N 1024: {ratio(('dense', 1024), ('floor', 1024), 20, True)}")
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +195,7 @@ def main(argv=None):
     p.add_argument("--no-peers", action="store_true", help="leave pytorch-dnc out even if it is installed")
     p.add_argument("--budget-gib", type=common.positive_float, help="cells estimated above this are not run "
                    "(default: half of the memory available now)")
+    p.add_argument("--floor", action="store_true", help="also the step with its link ops free, at N 16 and 1024")
     p.add_argument("--out", help="also write the table to this markdown file")
     p.add_argument("--cell", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # the subprocess's part
     args = p.parse_args(argv)
@@ -187,6 +213,9 @@ def main(argv=None):
         for kind in KINDS:
             results[kind, N] = r = cell(kind, N, args, V)
             print(f"N {N} {kind}: {r}", file=sys.stderr, flush=True)
+    for N in FLOOR_SIZES if args.floor else ():
+        results["floor", N] = r = cell("floor", N, args, V)
+        print(f"N {N} floor: {r}", file=sys.stderr, flush=True)
     out = table(args, results)
     print(out, end="")
     if args.out:

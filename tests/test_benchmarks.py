@@ -83,7 +83,7 @@ def test_scaling_tiny_run():
     the ratios, and marks a cell over the memory budget as not fitting without running it:
     at batch 2, seq 3, the dense N 512 needs about 0.017 GiB, the sparse one 0.0064."""
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "scaling.py"), "--sizes", "16,512", "--batch", "2",
-           "--seq", "3", "--repeats", "1", "--no-peers", "--budget-gib", "0.01"]
+           "--seq", "3", "--repeats", "1", "--no-peers", "--budget-gib", "0.01", "--floor"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
@@ -95,3 +95,4 @@ def test_scaling_tiny_run():
     sparse_links, filled_links = (float(n.replace(",", "")) for n in rows["512"][9].split(" / "))
     assert filled_links > 400 and filled_links > 10 * sparse_links  # a link a row, against a few
     assert "- sparse K 8 N 1024 / N 16: not measured" in p.stdout
+    assert "N 16 floor: {'ms': " in p.stderr  # --floor: the step with the link ops free runs (N 1024 does not fit)
