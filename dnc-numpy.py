@@ -716,12 +716,20 @@ def sparse_link_backward(dval, cache):
     return dval_prev, dww.reshape(B, N), dp.reshape(B, N)
 
 
-def scatter_heads(b, n, x, shape):
-    """y[b, :, n] = sum of x[e] over the entries e at batch row b[e], location n[e]:
-    x (E, R) -> y (B, R, N) = shape in x's dtype, one np.bincount over the flattened entries."""
+def by_location(x):
+    """(B, R, N) -> (B N, R): the R heads' values at each location of each batch row, as the
+    row b N + n of a table, which the sparse directional op gathers from (np.take) by the
+    entries' locations (slot_entries)."""
+    B, R, N = x.shape
+    return x.transpose(0, 2, 1).reshape(B * N, R)
+
+
+def scatter_locations(at, x, shape):
+    """y[b, :, n] = sum of x[e] over the entries e at location at[e] = b N + n: x (E, R)
+    -> y (B, R, N) = shape in x's dtype, one np.bincount over the flattened entries."""
     B, R, N = shape
-    bins = (b[:, None] * R + np.arange(R)) * N + n[:, None]  # (E, R)
-    return np.bincount(bins.ravel(), x.ravel(), minlength=B * R * N).reshape(shape).astype(x.dtype)
+    bins = (at[:, None] * R + np.arange(R)).ravel()
+    return np.bincount(bins, x.ravel(), minlength=B * N * R).reshape(B, N, R).transpose(0, 2, 1).astype(x.dtype)
 
 
 class SparseDirectionalCache(NamedTuple):
@@ -729,13 +737,6 @@ class SparseDirectionalCache(NamedTuple):
     val: np.ndarray  # (B, N, K) their values
     pos: np.ndarray  # (E,) int the live entries' flat positions in the slots
     wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
-
-
-def live_entries(idx, val, pos):
-    """The entries of slots idx, val (B, N, K) at flat positions pos (E,) -> b, n, j (E,) int:
-    the batch row, row and column of each; v (E, 1) their values."""
-    _, N, K = idx.shape
-    return pos // (N * K), pos // K % N, idx.reshape(-1)[pos], val.reshape(-1)[pos][:, None]  # pos = (b N + n) K + k
 
 
 def sparse_directional_forward(idx, val, live, wr_prev):
@@ -747,9 +748,10 @@ def sparse_directional_forward(idx, val, live, wr_prev):
     passed the threshold, at most N K a batch row, a few per written row in practice);
     wr_prev (B, R, N) -> fwd, bwd (B, R, N), cache"""
     pos = np.flatnonzero(live)
-    b, n, j, v = live_entries(idx, val, pos)
-    fwd = scatter_heads(b, n, v * wr_prev[b, :, j], wr_prev.shape)
-    bwd = scatter_heads(b, j, v * wr_prev[b, :, n], wr_prev.shape)
+    at, to, v = slot_entries(idx, val, pos)  # the entry (n, j) of batch row b: at = b N + n, to = b N + j
+    w = by_location(wr_prev)
+    fwd = scatter_locations(at, v[:, None] * np.take(w, to, axis=0), wr_prev.shape)
+    bwd = scatter_locations(to, v[:, None] * np.take(w, at, axis=0), wr_prev.shape)
     return fwd, bwd, SparseDirectionalCache(idx, val, pos, wr_prev)
 
 
@@ -761,11 +763,13 @@ def sparse_directional_backward(dfwd, dbwd, cache):
     and scatter-adds as the forward's, swapped. Slots that are not live get dval 0: they
     pass nothing back through the update either."""
     idx, val, pos, wr_prev = cache
-    b, n, j, v = live_entries(idx, val, pos)
-    df_n, db_j = dfwd[b, :, n], dbwd[b, :, j]  # (E, R)
+    at, to, v = slot_entries(idx, val, pos)
+    w, df, db = by_location(wr_prev), by_location(dfwd), by_location(dbwd)
+    df_at, db_to = np.take(df, at, axis=0), np.take(db, to, axis=0)  # (E, R)
     dval = np.zeros_like(val)
-    dval.reshape(-1)[pos] = (df_n * wr_prev[b, :, j] + wr_prev[b, :, n] * db_j).sum(-1)
-    dwr = scatter_heads(b, j, v * df_n, wr_prev.shape) + scatter_heads(b, n, v * db_j, wr_prev.shape)
+    dval.reshape(-1)[pos] = (df_at * np.take(w, to, axis=0) + np.take(w, at, axis=0) * db_to).sum(-1)
+    dwr = scatter_locations(to, v[:, None] * df_at, wr_prev.shape) + scatter_locations(at, v[:, None] * db_to,
+                                                                                        wr_prev.shape)
     return dval, dwr
 
 
