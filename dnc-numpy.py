@@ -661,16 +661,18 @@ def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev, cols):
     B, N, K = idx_prev.shape
     b = np.arange(B)[:, None]
     w = ww.reshape(-1)  # by location b N + i
+    # 1. the rows outside supp(w^): their live entries decay
     outside = np.ones((B, N), bool)
     outside[b, rows] = False
     pos = np.flatnonzero((val_prev > 0) & outside[:, :, None])
     at, to, v_prev = slot_entries(idx_prev, val_prev, pos)
     v = v_prev * (1 - w[at] - w[to])
+    # 2. the rows of supp(w^): their 2K candidates get the whole update
     cand, L_cand, once = candidates(idx_prev, val_prev, rows, cols)
     w_i, bc = ww[b, rows][:, :, None], b[:, :, None]  # (B, K, 1)
     D = ((1 - w_i - ww[bc, cand]) * L_cand + w_i * p_prev[bc, cand]) * once  # (B, K, 2K)
     D[cand == rows[:, :, None]] = 0  # L^_t[i, i] = 0
-    if K < N:  # the paper's threshold: at most K entries of 1/K or more in a row or column
+    if K < N:  # 3. the paper's threshold: at most K entries of 1/K or more in a row or column
         v[v < 1 / K] = 0
         D[D < 1 / K] = 0
     pick = np.argpartition(np.where(once, -D, 1), K - 1, axis=-1)[:, :, :K]  # never a column twice
@@ -697,13 +699,14 @@ def sparse_link_backward(dval, cache):
     b = np.arange(B)[:, None]
     bc = b[:, :, None]
     w = c.ww.reshape(-1)
+    # 1. the rows outside supp(w^), on their live entries
     at, to, v_prev = slot_entries(c.idx_prev, c.val_prev, c.pos)
-    G = dval.reshape(-1)[c.pos] * c.live.reshape(-1)[c.pos]  # (E,) the rows outside supp(w^)
+    G = dval.reshape(-1)[c.pos] * c.live.reshape(-1)[c.pos]  # (E,)
     dval_prev = np.zeros_like(dval)
     dval_prev.reshape(-1)[c.pos] = G * (1 - w[at] - w[to])
     GL = G * v_prev
     dww = -scatter_add(np.concatenate([at, to]), np.concatenate([GL, GL]), B * N)
-    # the rows of supp(w^), on their candidates as in the forward
+    # 2. the rows of supp(w^), on their candidates as in the forward
     dD = np.zeros_like(c.L_cand)
     np.put_along_axis(dD, c.pick, dval[b, c.rows] * c.live[b, c.rows], -1)
     w_i = c.ww[b, c.rows][:, :, None]  # (B, K, 1)
