@@ -664,7 +664,8 @@ def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev, cols):
     # 1. the rows outside supp(w^): their live entries decay
     outside = np.ones((B, N), bool)
     outside[b, rows] = False
-    pos = np.flatnonzero((val_prev > 0) & outside[:, :, None])
+    pos = np.flatnonzero(val_prev)  # the live entries of L^_{t-1}, and of them those outside supp(w^):
+    pos = pos[outside.reshape(-1)[pos // K]]
     at, to, v_prev = slot_entries(idx_prev, val_prev, pos)
     v = v_prev * (1 - w[at] - w[to])
     # 2. the rows of supp(w^): their 2K candidates get the whole update
@@ -739,7 +740,7 @@ class SparseDirectionalCache(NamedTuple):
     idx: np.ndarray  # (B, N, K) int the slots' columns of L^_t
     val: np.ndarray  # (B, N, K) their values
     pos: np.ndarray  # (E,) int the live entries' flat positions in the slots
-    wr_prev: np.ndarray  # (B, R, N) the read weightings w^r_{t-1}
+    w: np.ndarray  # (B N, R) the read weightings w^r_{t-1}, by location (by_location)
 
 
 def sparse_directional_forward(idx, val, live, wr_prev):
@@ -755,7 +756,7 @@ def sparse_directional_forward(idx, val, live, wr_prev):
     w = by_location(wr_prev)
     fwd = scatter_locations(at, v[:, None] * np.take(w, to, axis=0), wr_prev.shape)
     bwd = scatter_locations(to, v[:, None] * np.take(w, at, axis=0), wr_prev.shape)
-    return fwd, bwd, SparseDirectionalCache(idx, val, pos, wr_prev)
+    return fwd, bwd, SparseDirectionalCache(idx, val, pos, w)
 
 
 def sparse_directional_backward(dfwd, dbwd, cache):
@@ -765,14 +766,14 @@ def sparse_directional_backward(dfwd, dbwd, cache):
     dval = sum_i (df^i_n w^i_j + w^i_n db^i_j); dw^i = L^T df^i + L db^i, the same gathers
     and scatter-adds as the forward's, swapped. Slots that are not live get dval 0: they
     pass nothing back through the update either."""
-    idx, val, pos, wr_prev = cache
+    idx, val, pos, w = cache
     at, to, v = slot_entries(idx, val, pos)
-    w, df, db = by_location(wr_prev), by_location(dfwd), by_location(dbwd)
+    df, db = by_location(dfwd), by_location(dbwd)
     df_at, db_to = np.take(df, at, axis=0), np.take(db, to, axis=0)  # (E, R)
     dval = np.zeros_like(val)
     dval.reshape(-1)[pos] = (df_at * np.take(w, to, axis=0) + np.take(w, at, axis=0) * db_to).sum(-1)
-    dwr = scatter_locations(to, v[:, None] * df_at, wr_prev.shape) + scatter_locations(at, v[:, None] * db_to,
-                                                                                        wr_prev.shape)
+    dwr = scatter_locations(to, v[:, None] * df_at, dfwd.shape) + scatter_locations(at, v[:, None] * db_to,
+                                                                                     dfwd.shape)
     return dval, dwr
 
 
