@@ -1,4 +1,6 @@
-"""benchmarks/compare.py --quick keeps working without the PyTorch peers (CI has none)."""
+"""benchmarks/compare.py --quick keeps working without the PyTorch peers (CI has none); scaling.py
+and chaos.py run end to end at tiny sizes."""
+import math
 import os
 import subprocess
 import sys
@@ -96,3 +98,16 @@ def test_scaling_tiny_run():
     assert filled_links > 400 and filled_links > 10 * sparse_links  # a link a row, against a few
     assert "- sparse K 8 N 1024 / N 16: not measured" in p.stdout
     assert "N 16 floor: {'ms': " in p.stderr  # --floor: the step with the link ops free runs (N 1024 does not fit)
+
+
+def test_chaos_tiny_run():
+    """benchmarks/chaos.py trains the two copies side by side: a line every --every
+    iterations, both losses finite, and at first as close as parameters 1e-7 apart make them."""
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "chaos.py"), "--iters", "4", "--every", "2",
+           "--hidden", "8", "--batch", "2", "--sparse-links", "3"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = [line.split() for line in p.stdout.splitlines()[2:]]
+    assert [int(r[0]) for r in rows] == [2, 4]
+    first, second = float(rows[0][1]), float(rows[0][2])
+    assert all(map(math.isfinite, (first, second))) and abs(first - second) <= 1e-3 * abs(first)
