@@ -140,7 +140,7 @@ def interface_forward(xi, R, W, sharpen=False, mask=False):
 
 
 def mask_squash(x):
-    """A mask of --mask (§4.2): MASK_MIN + (1 - MASK_MIN) sigmoid(x), in (MASK_MIN, 1)."""
+    """A mask of --mask (§4.2): MASK_MIN + (1 - MASK_MIN) sigmoid(x), in [MASK_MIN, 1]."""
     return MASK_MIN + (1 - MASK_MIN) * common.sigmoid(x)
 
 
