@@ -664,8 +664,7 @@ def sparse_link_forward(idx_prev, val_prev, ww, rows, p_prev, cols):
     # 1. the rows outside supp(w^): their live entries decay
     outside = np.ones((B, N), bool)
     outside[b, rows] = False
-    pos = np.flatnonzero(val_prev != 0)  # the live entries of L^_{t-1}, and of them those outside supp(w^):
-    pos = pos[outside.reshape(-1)[pos // K]]
+    pos = np.flatnonzero((val_prev != 0) & outside[:, :, None])  # their live entries, flat positions
     at, to, v_prev = slot_entries(idx_prev, val_prev, pos)
     v = v_prev * (1 - w[at] - w[to])
     # 2. the rows of supp(w^): their 2K candidates get the whole update

@@ -30,7 +30,7 @@ def main(argv=None):
     p.add_argument("--every", type=common.positive_int, default=25, help="iterations between lines (default 25)")
     p.add_argument("--eps", type=common.positive_float, default=1e-7, help="the relative change of the second "
                    "run's parameters (default 1e-7)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=common.nonneg_int, default=0)
     p.add_argument("--hidden", type=common.positive_int, default=128)
     p.add_argument("--batch", type=common.positive_int, default=32)
     p.add_argument("--sparse-links", type=common.nonneg_int, default=0, metavar="K")
